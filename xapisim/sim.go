@@ -324,6 +324,7 @@ func (s *Sim) Info() Info {
 		PoolUUID: main.uuid, ControlURL: s.control.url,
 		Username: s.cfg.Username, Password: s.cfg.Password,
 		BMCUsername: s.cfg.BMCUsername, BMCPassword: s.cfg.BMCPassword,
+		Hosts: []HostInfo{}, Standalone: []HostInfo{},
 	}
 	for _, h := range s.hosts {
 		hi := h.info()
