@@ -73,7 +73,7 @@ func (s *Sim) handle(ctx context.Context, h *simHost, method string, params []an
 		return s.eventFrom(ctx, h, args)
 	}
 	res, err := s.masterCall(h, sess, method, args)
-	if err == nil {
+	if err == nil && !isGetter(method) {
 		s.settleAll()
 	}
 	return res, err
@@ -284,6 +284,12 @@ func (s *Sim) masterCall(h *simHost, sess *session, method string, args []any) (
 		return "", s.powerStateReset(h, args[0])
 	}
 	return s.generic(h, method, args)
+}
+
+// isGetter tells read-only calls, which need no settling afterwards.
+func isGetter(method string) bool {
+	_, op, _ := strings.Cut(method, ".")
+	return strings.HasPrefix(op, "get_")
 }
 
 // generic serves <class>.get_all, get_all_records, get_record, get_by_uuid
