@@ -83,6 +83,10 @@ func (c *Client) PBDGetRecord(ctx context.Context, ref PBDRef) (PBDRecord, error
 	return callInto[PBDRecord](ctx, c, "PBD.get_record", ref)
 }
 
+func (c *Client) VDIGetRecord(ctx context.Context, ref VDIRef) (VDIRecord, error) {
+	return callInto[VDIRecord](ctx, c, "VDI.get_record", ref)
+}
+
 // Pool operations.
 
 // PoolDesignateNewMaster makes host the master (refused with HA_IS_ENABLED

@@ -92,3 +92,12 @@ type PBDRecord struct {
 	// DeviceConfig can hold storage credentials: it prints redacted.
 	DeviceConfig SecretMap `json:"device_config"`
 }
+
+// VDIRecord is a virtual disk; the bridge reads it to find which SR holds
+// XenHA's statefile (pool.ha_statefiles lists VDI refs).
+type VDIRecord struct {
+	UUID      string `json:"uuid"`
+	NameLabel string `json:"name_label"`
+	SR        SRRef  `json:"SR"`
+	Type      string `json:"type"`
+}

@@ -16,4 +16,5 @@ type (
 	VMRef          string
 	SRRef          string
 	PBDRef         string
+	VDIRef         string
 )

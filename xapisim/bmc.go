@@ -14,6 +14,7 @@ import (
 type bmcServer struct {
 	url string
 	srv *http.Server
+	ln  net.Listener
 }
 
 const redfishSystem = "/redfish/v1/Systems/1"
@@ -23,13 +24,13 @@ func newBMCServer(s *Sim, h *simHost) (*bmcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bmcServer{url: "http://" + ln.Addr().String()}
+	b := &bmcServer{url: "http://" + ln.Addr().String(), ln: ln}
 	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.serve(s, h, w, r) })}
 	go b.srv.Serve(ln)
 	return b, nil
 }
 
-func (b *bmcServer) close() { b.srv.Close() }
+func (b *bmcServer) close() { b.ln.Close(); b.srv.Close() }
 
 func redfishError(w http.ResponseWriter, code int, msgID, msg string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -14,6 +14,7 @@ import (
 type controlServer struct {
 	url string
 	srv *http.Server
+	ln  net.Listener
 }
 
 func newControlServer(s *Sim) (*controlServer, error) {
@@ -54,12 +55,12 @@ func newControlServer(s *Sim) (*controlServer, error) {
 		fc.Advance(d)
 		writeJSON(w, map[string]any{"now": fc.Now()})
 	})
-	c := &controlServer{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	c := &controlServer{url: "http://" + ln.Addr().String(), ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go c.srv.Serve(ln)
 	return c, nil
 }
 
-func (c *controlServer) close() { c.srv.Close() }
+func (c *controlServer) close() { c.ln.Close(); c.srv.Close() }
 
 func reply(w http.ResponseWriter, err error) {
 	if err != nil {

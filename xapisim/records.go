@@ -12,7 +12,7 @@ import (
 type record = map[string]any
 
 // classes are the XenAPI classes the simulator serves, in API spelling.
-var classes = []string{"pool", "host", "host_metrics", "VM", "SR", "PBD"}
+var classes = []string{"pool", "host", "host_metrics", "VM", "SR", "PBD", "VDI"}
 
 // className maps any spelling (event classes are lowercase) to API spelling.
 func className(c string) (string, bool) {
@@ -130,6 +130,14 @@ func (s *Sim) records(p *simPool, viewer *simHost) map[string]map[string]record 
 			"type": sr.typ, "shared": sr.shared, "PBDs": strs(pbds), "content_type": "",
 			"other_config": map[string]string{}, "physical_size": int64(1 << 40),
 			"tags": []string{},
+		}
+	}
+	// Only XenHA's statefile VDIs are modelled.
+	for _, ref := range p.haStatefiles {
+		out["VDI"][ref] = record{
+			"uuid": strings.TrimPrefix(ref, "OpaqueRef:"), "name_label": "Statefile for HA",
+			"SR": p.haSR.ref, "type": "ha_statefile", "virtual_size": int64(356 << 20),
+			"other_config": map[string]string{},
 		}
 	}
 	for _, pbd := range p.pbds {

@@ -22,6 +22,7 @@ type hostServer struct {
 
 	mu  sync.Mutex
 	srv *http.Server
+	ln  net.Listener
 }
 
 const maxRequestBody = 8 << 20
@@ -70,6 +71,7 @@ func (hs *hostServer) up(s *Sim) error {
 		return fmt.Errorf("xapisim: listen %s: %w", hs.addr, err)
 	}
 	hs.addr = ln.Addr().String()
+	hs.ln = ln
 	hs.srv = &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hs.serve(s, w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -82,8 +84,12 @@ func (hs *hostServer) down() {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.srv != nil {
+		// Close the listener ourselves: Server.Close only closes listeners
+		// its Serve goroutine has started tracking, and a host may be
+		// powered off before that goroutine runs.
+		hs.ln.Close()
 		hs.srv.Close()
-		hs.srv = nil
+		hs.srv, hs.ln = nil, nil
 	}
 }
 
