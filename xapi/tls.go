@@ -21,6 +21,9 @@ import (
 type TLSOptions struct {
 	// CAFile is a PEM bundle to trust instead of the system roots.
 	CAFile string
+	// CAPEM is the same bundle given inline (CloudStack hands it over at
+	// run time); it is added to CAFile's certificates.
+	CAPEM []byte
 	// PinSHA256 is the SHA-256 fingerprint of the host's leaf certificate
 	// (hex, colons allowed, any case). When set, the pin is the
 	// verification: the chain and the name are not checked (unless CAFile
@@ -35,14 +38,19 @@ type TLSOptions struct {
 // verification off without putting the pin check in its place.
 func (o TLSOptions) tlsConfig() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("xapi: read CA file: %w", err)
-		}
+	if o.CAFile != "" || len(o.CAPEM) > 0 {
 		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("xapi: CA file %s holds no PEM certificate", o.CAFile)
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("xapi: read CA file: %w", err)
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("xapi: CA file %s holds no PEM certificate", o.CAFile)
+			}
+		}
+		if len(o.CAPEM) > 0 && !roots.AppendCertsFromPEM(o.CAPEM) {
+			return nil, errors.New("xapi: the inline CA bundle holds no PEM certificate")
 		}
 		cfg.RootCAs = roots
 	}
@@ -51,7 +59,7 @@ func (o TLSOptions) tlsConfig() (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if o.CAFile == "" {
+		if cfg.RootCAs == nil {
 			// The pin replaces chain and name verification, which is
 			// done in VerifyConnection below, never skipped.
 			cfg.InsecureSkipVerify = true

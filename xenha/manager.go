@@ -1,0 +1,292 @@
+package xenha
+
+import (
+	"context"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+)
+
+// PoolSpec is what the bridge needs to watch a pool.
+type PoolSpec struct {
+	Name           string
+	Members        []string // XAPI URLs of every member
+	Credentials    xapi.Credentials
+	Policy         Policy
+	StorageTimeout time.Duration // default 120 s (open-iscsi's replacement_timeout)
+	ProbeInterval  time.Duration // default 30 s
+	TLS            xapi.TLSOptions
+	Source         string // "config" or "api"
+}
+
+// Defaults for PoolSpec.
+const (
+	DefaultStorageTimeout = 120 * time.Second
+	DefaultProbeInterval  = 30 * time.Second
+)
+
+var poolName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
+
+// validate checks a spec and fills its defaults.
+func (s *PoolSpec) validate() error {
+	if !poolName.MatchString(s.Name) {
+		return invalid("name", "want 1 to 63 letters, digits, '.', '_' or '-', got %q", s.Name)
+	}
+	if len(s.Members) == 0 {
+		return invalid("members", "list the XAPI URL of every pool member")
+	}
+	seen := map[string]bool{}
+	for i, m := range s.Members {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return invalid("members", "member %d: want an http(s) URL without credentials, got %q", i, redactURL(m))
+		}
+		if u.Scheme == "http" && !s.TLS.AllowPlainHTTP {
+			return invalid("members", "member %d: %s is plain http; set allow_plain_http for a test pool", i, redactURL(m))
+		}
+		if seen[m] {
+			return invalid("members", "member %d: %s is listed twice", i, m)
+		}
+		seen[m] = true
+	}
+	if s.Credentials.Username == "" {
+		return invalid("username", "required")
+	}
+	if s.Credentials.Password == "" {
+		return invalid("password", "required")
+	}
+	p, err := ParsePolicy(string(s.Policy))
+	if err != nil {
+		return invalid("policy", "%v", err)
+	}
+	s.Policy = p
+	switch {
+	case s.StorageTimeout < 0:
+		return invalid("storage_timeout", "must not be negative")
+	case s.StorageTimeout == 0:
+		s.StorageTimeout = DefaultStorageTimeout
+	}
+	switch {
+	case s.ProbeInterval < 0:
+		return invalid("probe_interval", "must not be negative")
+	case s.ProbeInterval == 0:
+		s.ProbeInterval = DefaultProbeInterval
+	}
+	return nil
+}
+
+// redactURL keeps user info out of error messages.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		u.User = url.User("[redacted]")
+		return u.String()
+	}
+	return raw
+}
+
+// sameSpec tells whether attaching again is a no-op.
+func sameSpec(a, b PoolSpec) bool {
+	return a.Name == b.Name && slices.Equal(a.Members, b.Members) && a.Credentials == b.Credentials &&
+		a.Policy == b.Policy && a.StorageTimeout == b.StorageTimeout && a.ProbeInterval == b.ProbeInterval &&
+		a.TLS.CAFile == b.TLS.CAFile && string(a.TLS.CAPEM) == string(b.TLS.CAPEM) &&
+		a.TLS.PinSHA256 == b.TLS.PinSHA256 && a.TLS.AllowPlainHTTP == b.TLS.AllowPlainHTTP
+}
+
+// Options tune a Manager.
+type Options struct {
+	Logger           hclog.Logger
+	Retention        int           // events kept for resuming (default 10000)
+	SubscriberBuffer int           // per-stream queue (default 1024)
+	PollTimeout      time.Duration // event.from long-poll (default 30 s)
+	XAPI             xapi.Options  // timeouts for the XAPI clients (TLS comes per pool)
+	// AttachWait bounds how long Attach waits for the first observation.
+	AttachWait time.Duration // default 5 s
+}
+
+// Manager owns the attached pools.
+type Manager struct {
+	opts Options
+	log  hclog.Logger
+	hub  *Hub
+
+	mu     sync.RWMutex
+	pools  map[string]*watcher
+	byUUID map[string]string
+	closed bool
+}
+
+// NewManager starts with no pool.
+func NewManager(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 10000
+	}
+	if opts.SubscriberBuffer <= 0 {
+		opts.SubscriberBuffer = 1024
+	}
+	if opts.PollTimeout <= 0 {
+		opts.PollTimeout = 30 * time.Second
+	}
+	if opts.AttachWait <= 0 {
+		opts.AttachWait = 5 * time.Second
+	}
+	return &Manager{
+		opts: opts, log: opts.Logger, hub: NewHub(opts.Retention, opts.SubscriberBuffer),
+		pools: map[string]*watcher{}, byUUID: map[string]string{},
+	}
+}
+
+// Hub is where the pools' events are published.
+func (m *Manager) Hub() *Hub { return m.hub }
+
+// Attach starts watching a pool and waits (up to AttachWait or ctx) for
+// its first observation. Attaching the same spec again is a no-op
+// (created false); a different spec under a taken name is ErrPoolExists.
+func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, error) {
+	if err := spec.validate(); err != nil {
+		return nil, false, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, false, ErrClosed
+	}
+	if w, ok := m.pools[spec.Name]; ok {
+		m.mu.Unlock()
+		if !sameSpec(w.spec, spec) {
+			return nil, false, ErrPoolExists
+		}
+		return w.view.Load(), false, nil
+	}
+	xo := m.opts.XAPI
+	xo.TLS = spec.TLS
+	xo.Logger = m.log.Named("xapi").With("pool", spec.Name)
+	pool, err := xapi.NewPool(spec.Members, spec.Credentials, xo)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, false, invalid("members", "%v", err)
+	}
+	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
+	m.pools[spec.Name] = w
+	m.mu.Unlock()
+	w.start()
+	m.log.Info("pool attached", "pool", spec.Name, "members", len(spec.Members), "policy", spec.Policy, "source", spec.Source)
+
+	wait, cancel := context.WithTimeout(ctx, m.opts.AttachWait)
+	defer cancel()
+	select {
+	case <-w.observed:
+	case <-wait.Done():
+	}
+	return w.view.Load(), true, nil
+}
+
+func (m *Manager) setUUID(name, uuid string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.pools[name]; ok && uuid != "" {
+		m.byUUID[uuid] = name
+	}
+}
+
+// Detach stops watching a pool.
+func (m *Manager) Detach(id string) error {
+	m.mu.Lock()
+	name, ok := m.resolve(id)
+	if !ok {
+		m.mu.Unlock()
+		return unknownPool(id)
+	}
+	w := m.pools[name]
+	delete(m.pools, name)
+	for uuid, n := range m.byUUID {
+		if n == name {
+			delete(m.byUUID, uuid)
+		}
+	}
+	m.mu.Unlock()
+	w.stop()
+	m.log.Info("pool detached", "pool", name)
+	return nil
+}
+
+// resolve maps a name or pool UUID to the name. Call with m.mu held.
+func (m *Manager) resolve(id string) (string, bool) {
+	if _, ok := m.pools[id]; ok {
+		return id, true
+	}
+	name, ok := m.byUUID[id]
+	return name, ok
+}
+
+// Resolve maps a pool name or UUID to the attached name.
+func (m *Manager) Resolve(id string) (string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if name, ok := m.resolve(id); ok {
+		return name, nil
+	}
+	return "", unknownPool(id)
+}
+
+// Pool returns the current view of a pool, by name or UUID.
+func (m *Manager) Pool(id string) (*PoolView, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	name, ok := m.resolve(id)
+	if !ok {
+		return nil, unknownPool(id)
+	}
+	return m.pools[name].view.Load(), nil
+}
+
+// Pools returns every pool's view, sorted by name.
+func (m *Manager) Pools() []*PoolView {
+	m.mu.RLock()
+	out := make([]*PoolView, 0, len(m.pools))
+	for _, w := range m.pools {
+		out = append(out, w.view.Load())
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Subscribe streams one pool's events (id "" for all pools).
+func (m *Manager) Subscribe(id string, after uint64, incarnation string) (*Subscription, error) {
+	name := ""
+	if id != "" {
+		var err error
+		if name, err = m.Resolve(id); err != nil {
+			return nil, err
+		}
+	}
+	return m.hub.Subscribe(name, after, incarnation)
+}
+
+// Close detaches every pool.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	ws := make([]*watcher, 0, len(m.pools))
+	for _, w := range m.pools {
+		ws = append(ws, w)
+	}
+	m.pools = map[string]*watcher{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.stop() }()
+	}
+	wg.Wait()
+}

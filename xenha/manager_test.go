@@ -1,0 +1,268 @@
+package xenha
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
+)
+
+type env struct {
+	t     *testing.T
+	sim   *xapisim.Sim
+	clock *xapisim.FakeClock
+	m     *Manager
+	spec  PoolSpec
+}
+
+func newEnv(t *testing.T, hosts int) *env {
+	t.Helper()
+	fc := xapisim.NewFakeClock()
+	sim, err := xapisim.New(xapisim.Config{Hosts: hosts, Clock: fc, Seed: 5, DisableHeartbeatSelfFence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	m := NewManager(Options{
+		XAPI:        xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond},
+		PollTimeout: 5 * time.Second,
+	})
+	t.Cleanup(m.Close)
+	info := sim.Info()
+	spec := PoolSpec{
+		Name: "sim", Members: sim.MemberURLs(),
+		Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
+		TLS:           xapi.TLSOptions{AllowPlainHTTP: true},
+		ProbeInterval: 100 * time.Millisecond,
+		Source:        "api",
+	}
+	return &env{t: t, sim: sim, clock: fc, m: m, spec: spec}
+}
+
+func (e *env) attach() *PoolView {
+	e.t.Helper()
+	v, created, err := e.m.Attach(context.Background(), e.spec)
+	if err != nil || !created {
+		e.t.Fatalf("attach: %v %v", created, err)
+	}
+	if !v.Observed {
+		e.t.Fatal("not observed within the attach wait")
+	}
+	return v
+}
+
+// eventually polls the view until cond holds.
+func (e *env) eventually(what string, cond func(v *PoolView) bool) *PoolView {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		v, err := e.m.Pool("sim")
+		if err == nil && cond(v) {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	v, _ := e.m.Pool("sim")
+	e.t.Fatalf("timed out waiting for %s; view: %+v", what, v)
+	return nil
+}
+
+// next waits for an event of the given type on s.
+func next(t *testing.T, s *Subscription, typ EventType) Event {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-s.C:
+			if e.Type == typ {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", typ)
+		}
+	}
+}
+
+func TestAttachObservesThePool(t *testing.T) {
+	e := newEnv(t, 3)
+	v := e.attach()
+	info := e.sim.Info()
+	if v.UUID != info.PoolUUID || v.Controller != ControllerCloudStack || v.Epoch != 1 || v.HAEnabled {
+		t.Fatalf("view %+v", v)
+	}
+	if v.Master.UUID != info.Hosts[0].UUID || !v.Master.Reachable || len(v.Hosts) != 3 || v.LiveHosts() != 3 {
+		t.Fatalf("master/hosts %+v %+v", v.Master, v.Hosts)
+	}
+	if !v.Eligibility.Eligible {
+		t.Fatalf("eligibility %v", v.Eligibility.Reasons)
+	}
+	byUUID, err := e.m.Pool(info.PoolUUID)
+	if err != nil || byUUID.Name != "sim" {
+		t.Fatalf("lookup by UUID: %v", err)
+	}
+	// Same spec again: no-op. Different spec: refused.
+	if _, created, err := e.m.Attach(context.Background(), e.spec); err != nil || created {
+		t.Fatalf("re-attach: %v %v", created, err)
+	}
+	other := e.spec
+	other.Policy = PolicyObserve
+	if _, _, err := e.m.Attach(context.Background(), other); !errors.Is(err, ErrPoolExists) {
+		t.Fatalf("conflicting attach: %v", err)
+	}
+	if err := e.m.Detach("sim"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Pool("sim"); !errors.Is(err, ErrUnknownPool) {
+		t.Fatalf("after detach: %v", err)
+	}
+}
+
+func TestAttachRejectsBadSpecs(t *testing.T) {
+	e := newEnv(t, 1)
+	cases := map[string]func(s *PoolSpec){
+		"name":     func(s *PoolSpec) { s.Name = "bad name!" },
+		"members":  func(s *PoolSpec) { s.Members = nil },
+		"username": func(s *PoolSpec) { s.Credentials.Username = "" },
+		"password": func(s *PoolSpec) { s.Credentials.Password = "" },
+		"policy":   func(s *PoolSpec) { s.Policy = "sometimes" },
+		"storage_timeout": func(s *PoolSpec) {
+			s.StorageTimeout = -time.Second
+		},
+	}
+	for field, mut := range cases {
+		s := e.spec
+		s.Members = append([]string(nil), e.spec.Members...)
+		mut(&s)
+		_, _, err := e.m.Attach(context.Background(), s)
+		var ia *InvalidArgumentError
+		if !errors.As(err, &ia) || ia.Field != field {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+	s := e.spec
+	s.TLS.AllowPlainHTTP = false
+	if _, _, err := e.m.Attach(context.Background(), s); err == nil {
+		t.Error("plain http accepted without allow_plain_http")
+	}
+}
+
+func TestEnablingXenHAChangesTheController(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	sub, err := e.m.Subscribe("sim", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := e.sim.EnableHA(0, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, sub, EventHAEnabled)
+	if ev.Epoch != 2 {
+		t.Fatalf("HA_ENABLED epoch %d", ev.Epoch)
+	}
+	cc := next(t, sub, EventControllerChanged)
+	if cc.Controller != ControllerXenHA || cc.Epoch != 2 {
+		t.Fatalf("controller event %+v", cc)
+	}
+	v := e.eventually("heartbeat SR resolved", func(v *PoolView) bool { return len(v.HeartbeatSRs) == 1 })
+	if v.HATimeout != 90*time.Second || v.HeartbeatSRs[0] != e.sim.State().Pools[0].SharedSRs[0] {
+		t.Fatalf("T %v, heartbeat SRs %v", v.HATimeout, v.HeartbeatSRs)
+	}
+	if _, ok := has(v.Warnings, WarnNoProtectedVMs); !ok {
+		t.Fatalf("warnings %v", codes(v.Warnings))
+	}
+}
+
+func TestCacheFollowsAXenHAFailover(t *testing.T) {
+	e := newEnv(t, 3)
+	if err := e.sim.EnableHA(0, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	v0 := e.attach()
+	sub, _ := e.m.Subscribe("", 0, "")
+	defer sub.Close()
+
+	if err := e.sim.PowerOff(0); err != nil {
+		t.Fatal(err)
+	}
+	lost := next(t, sub, EventMasterLost)
+	if lost.Host != v0.Master.UUID {
+		t.Fatalf("MASTER_LOST %+v", lost)
+	}
+	e.eventually("master unreachable", func(v *PoolView) bool {
+		_, ok := has(v.Warnings, WarnMasterUnreachable)
+		return ok && !v.Master.Reachable
+	})
+	e.clock.Advance(31 * time.Second) // xhad decides
+	changed := next(t, sub, EventMasterChanged)
+	if changed.Cause != CauseXenHAElection || changed.Previous != v0.Master.UUID || changed.Host == v0.Master.UUID {
+		t.Fatalf("MASTER_CHANGED %+v", changed)
+	}
+	v := e.eventually("new master reachable", func(v *PoolView) bool { return v.Master.Reachable })
+	if v.Master.UUID != changed.Host || v.Epoch <= v0.Epoch {
+		t.Fatalf("view after failover: master %s epoch %d (was %d)", v.Master.UUID, v.Epoch, v0.Epoch)
+	}
+	down := next(t, sub, EventHostDown)
+	if down.Host != v0.Master.UUID {
+		t.Fatalf("HOST_DOWN %+v", down)
+	}
+}
+
+func TestAdminDesignationIsFollowedAndNamed(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	sub, _ := e.m.Subscribe("sim", 0, "")
+	defer sub.Close()
+	if err := e.sim.Designate(2); err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, sub, EventMasterChanged)
+	if ev.Cause != CauseAdminDesignation || ev.Host != e.sim.Info().Hosts[2].UUID {
+		t.Fatalf("MASTER_CHANGED %+v", ev)
+	}
+}
+
+func TestSplitBrainIsReported(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	sub, _ := e.m.Subscribe("sim", 0, "")
+	defer sub.Close()
+	if err := e.sim.PowerOff(0); err != nil {
+		t.Fatal(err)
+	}
+	info := e.sim.Info()
+	local, err := xapi.NewSlaveLocalClient(info.Hosts[1].URL, e.spec.Credentials, xapi.Options{TLS: e.spec.TLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.PoolEmergencyTransitionToMaster(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	local.Close(context.Background())
+	if err := e.sim.PowerOn(0); err != nil { // the old master returns, still master
+		t.Fatal(err)
+	}
+	next(t, sub, EventSplitBrain)
+	v := e.eventually("split brain warning", func(v *PoolView) bool { _, ok := has(v.Warnings, WarnSplitBrain); return ok })
+	if len(v.Claimers) != 2 {
+		t.Fatalf("claimers %v", v.Claimers)
+	}
+}
+
+func TestMasterCutOffFromTheBridgeIsSeenByTheProbe(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	if err := e.sim.CutBridge(0, true); err != nil {
+		t.Fatal(err)
+	}
+	// The event loop hangs on the master; the probe sees it gone.
+	e.eventually("master unreachable", func(v *PoolView) bool { return !v.Master.Reachable })
+	if err := e.sim.CutBridge(0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("master reachable again", func(v *PoolView) bool { return v.Master.Reachable })
+}

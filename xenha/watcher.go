@@ -1,0 +1,261 @@
+package xenha
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+)
+
+// watcher keeps one pool's view current: an event.from loop that follows
+// the master across failovers, and periodic probes of every member (the
+// only way to see a master that is unreachable from the bridge, or a
+// second host claiming to be master).
+type watcher struct {
+	spec PoolSpec
+	pool *xapi.Pool
+	hub  *Hub
+	log  hclog.Logger
+	poll time.Duration
+
+	view     atomic.Pointer[PoolView]
+	observed chan struct{} // closed at the first observation
+	once     sync.Once
+	onUUID   func(name, uuid string)
+
+	mu           sync.Mutex // guards what derive reads and the epoch
+	ob           observation
+	epoch        uint64
+	demoted      bool // the last master said HOST_IS_SLAVE: someone designated another
+	cancelFollow context.CancelFunc
+
+	kick   chan struct{} // asks the probe loop to probe now
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newWatcher(spec PoolSpec, pool *xapi.Pool, hub *Hub, log hclog.Logger, poll time.Duration, onUUID func(string, string)) *watcher {
+	w := &watcher{
+		spec: spec, pool: pool, hub: hub, log: log, poll: poll, onUUID: onUUID,
+		observed: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	w.view.Store(derive(spec, observation{}, 0))
+	return w
+}
+
+func (w *watcher) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); w.followLoop(ctx) }()
+	go func() { defer wg.Done(); w.probeLoop(ctx) }()
+	go func() { wg.Wait(); close(w.done) }()
+}
+
+func (w *watcher) stop() {
+	w.cancel()
+	<-w.done
+	// Log out, but never wait long on a host that is gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	w.pool.Close(ctx)
+}
+
+// update changes the observation under the lock, derives the new view,
+// raises the epoch on a controller or master change, and publishes what
+// changed — in that order, so events always carry the epoch they caused.
+func (w *watcher) update(change func(ob *observation)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	change(&w.ob)
+	old := w.view.Load()
+	cur := derive(w.spec, w.ob, w.epoch)
+	if cur.Observed && (!old.Observed || old.Controller != cur.Controller || old.Master.UUID != cur.Master.UUID) {
+		w.epoch++
+		cur.Epoch = w.epoch
+	}
+	cause := CauseUnknown
+	switch {
+	case old.HAEnabled || cur.HAEnabled:
+		cause = CauseXenHAElection
+	case w.demoted:
+		cause = CauseAdminDesignation
+	}
+	if old.Master.UUID != cur.Master.UUID {
+		w.demoted = false
+	}
+	w.view.Store(cur)
+	w.hub.Publish(diff(old, cur, cause)...)
+	if cur.Observed {
+		w.once.Do(func() {
+			w.onUUID(w.spec.Name, cur.UUID)
+			close(w.observed)
+		})
+	}
+}
+
+func (w *watcher) probeNow() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// followLoop runs follow until the watcher stops, backing off after
+// failures so a dead pool costs little.
+func (w *watcher) followLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithCancel(ctx)
+		w.mu.Lock()
+		w.cancelFollow = cancel
+		w.mu.Unlock()
+		started := time.Now()
+		err := w.follow(fctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case xapi.IsCode(err, xapi.CodeHostIsSlave):
+			// A clean handover: the old master now follows another.
+			w.log.Info("master handed over, following the new one")
+			w.mu.Lock()
+			w.demoted = true
+			w.mu.Unlock()
+			w.pool.Invalidate()
+			continue
+		case xapi.IsCode(err, xapi.CodeEventsLost), xapi.IsCode(err, xapi.CodeEventFromTokenParseFailure):
+			w.log.Info("event token refused, resynchronising", "error", err)
+			continue
+		}
+		w.log.Warn("lost the pool master", "error", err)
+		w.pool.Invalidate()
+		w.update(func(ob *observation) { ob.connected = false })
+		w.probeNow()
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// follow reads the whole pool from the master, then applies its events
+// until something fails.
+func (w *watcher) follow(ctx context.Context) error {
+	c, err := w.pool.Master(ctx)
+	if err != nil {
+		return err
+	}
+	batch, err := c.EventFrom(ctx, eventClasses, "", 0)
+	if err != nil {
+		return err
+	}
+	st := newPoolState()
+	if err := w.apply(ctx, c, st, batch, nil); err != nil {
+		return err
+	}
+	w.log.Info("following pool master", "master", c.Address(), "pool_uuid", st.pool.UUID)
+	for {
+		prev := slices.Clone(st.pool.HAStatefiles)
+		batch, err = c.EventFrom(ctx, eventClasses, batch.Token, w.poll)
+		if err != nil {
+			return err
+		}
+		if err := w.apply(ctx, c, st, batch, prev); err != nil {
+			return err
+		}
+	}
+}
+
+// apply folds a batch into st and publishes the new view. st is written
+// only here, under w.mu, which is also where derive reads it.
+func (w *watcher) apply(ctx context.Context, c *xapi.Client, st *poolState, batch *xapi.EventBatch, prevStatefiles []string) error {
+	w.update(func(ob *observation) {
+		for _, ev := range batch.Events {
+			if err := st.apply(ev); err != nil {
+				w.log.Warn("undecodable event ignored", "error", err)
+			}
+		}
+		ob.state, ob.connected, ob.observedAt = st, true, time.Now()
+	})
+	if prevStatefiles == nil || !slices.Equal(prevStatefiles, st.pool.HAStatefiles) {
+		srs := w.statefileSRs(ctx, c, st) // reads st without the lock: only this goroutine writes it
+		w.update(func(*observation) { st.statefileSRs = srs })
+	}
+	return nil
+}
+
+// statefileSRs resolves pool.ha_statefiles (VDI refs) to SR UUIDs. It
+// calls XAPI only when the statefiles change.
+func (w *watcher) statefileSRs(ctx context.Context, c *xapi.Client, st *poolState) []string {
+	var out []string
+	for _, ref := range st.pool.HAStatefiles {
+		vdi, err := c.VDIGetRecord(ctx, xapi.VDIRef(ref))
+		if err != nil {
+			w.log.Warn("cannot resolve the XenHA statefile", "vdi", ref, "error", err)
+			continue
+		}
+		if sr, ok := st.srs[vdi.SR]; ok && !slices.Contains(out, sr.UUID) {
+			out = append(out, sr.UUID)
+		}
+	}
+	return out
+}
+
+// probeLoop probes every member each ProbeInterval, and at once when the
+// event loop asks.
+func (w *watcher) probeLoop(ctx context.Context) {
+	t := time.NewTicker(w.spec.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+		probes := w.pool.Probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.afterProbe(probes)
+	}
+}
+
+func (w *watcher) afterProbe(probes []xapi.Probe) {
+	masterAddr := w.view.Load().Master.Address
+	answered := false
+	for _, p := range probes {
+		if p.State != xapi.ProbeUnreachable {
+			answered = true
+		}
+		// The event loop may hang on a master cut off from the bridge:
+		// the probe is the witness that it is gone.
+		if p.State == xapi.ProbeUnreachable && urlHost(p.URL) == masterAddr && masterAddr != "" {
+			w.mu.Lock()
+			if w.cancelFollow != nil {
+				w.cancelFollow()
+			}
+			w.mu.Unlock()
+		}
+	}
+	w.update(func(ob *observation) {
+		ob.probes = probes
+		if answered && ob.state != nil {
+			ob.observedAt = time.Now()
+		}
+	})
+}
+
