@@ -258,4 +258,3 @@ func (w *watcher) afterProbe(probes []xapi.Probe) {
 		}
 	})
 }
-
