@@ -116,13 +116,13 @@ func (h *Hub) Publish(evs ...Event) {
 }
 
 // Subscribe starts a stream for one pool ("" for all) after the given
-// sequence (0: from the next event). Events kept since then are queued
-// first.
+// sequence; events kept since then are queued first. Sequence 0 without an
+// incarnation means "from the next event"; with one, "from the first".
 func (h *Hub) Subscribe(pool string, after uint64, incarnation string) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var replay []Event
-	if after > 0 {
+	if after > 0 || incarnation != "" {
 		if incarnation != "" && incarnation != h.incarnation {
 			return nil, ErrRestarted
 		}

@@ -88,3 +88,21 @@ func TestHubCutsOffASlowConsumerOnly(t *testing.T) {
 	default:
 	}
 }
+
+func TestHubResumeFromZeroWithIncarnation(t *testing.T) {
+	h := NewHub(10, 16)
+	h.Publish(Event{Pool: "a"})
+	s, err := h.Subscribe("", 0, h.Incarnation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if e := recv(t, s); e.Seq != 1 {
+		t.Fatalf("from 0 with an incarnation: %+v", e)
+	}
+	live, _ := h.Subscribe("", 0, "")
+	defer live.Close()
+	if len(live.C) != 0 {
+		t.Fatal("from 0 without an incarnation replays nothing")
+	}
+}

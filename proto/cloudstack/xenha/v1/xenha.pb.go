@@ -559,6 +559,10 @@ type HAModeResponse struct {
 	Master           *Master           `protobuf:"bytes,18,opt,name=master,proto3" json:"master,omitempty"`
 	Hosts            []*Host           `protobuf:"bytes,19,rep,name=hosts,proto3" json:"hosts,omitempty"`
 	Warnings         []*Warning        `protobuf:"bytes,20,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// The newest PoolEvents sequence when this answer was made, and its
+	// incarnation: stream PoolEvents after it to miss nothing since.
+	EventSequence    uint64 `protobuf:"varint,21,opt,name=event_sequence,json=eventSequence,proto3" json:"event_sequence,omitempty"`
+	EventIncarnation string `protobuf:"bytes,22,opt,name=event_incarnation,json=eventIncarnation,proto3" json:"event_incarnation,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -731,6 +735,20 @@ func (x *HAModeResponse) GetWarnings() []*Warning {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *HAModeResponse) GetEventSequence() uint64 {
+	if x != nil {
+		return x.EventSequence
+	}
+	return 0
+}
+
+func (x *HAModeResponse) GetEventIncarnation() string {
+	if x != nil {
+		return x.EventIncarnation
+	}
+	return ""
 }
 
 type Master struct {
@@ -1671,10 +1689,11 @@ type PoolEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A pool name or UUID; empty for every pool.
 	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
-	// Resume after this sequence number; 0 starts with the next event.
+	// Resume after this sequence number (from an event, or HAMode's
+	// event_sequence). 0 without an incarnation starts with the next event.
 	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
-	// The incarnation the sequence belongs to (from a previous event). When
-	// the bridge restarted since, resuming fails with OUT_OF_RANGE.
+	// The incarnation the sequence belongs to. When the bridge restarted
+	// since, resuming fails with OUT_OF_RANGE: read HAMode and start again.
 	Incarnation   string `protobuf:"bytes,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2411,7 +2430,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\n" +
 	"\x1fcloudstack/xenha/v1/xenha.proto\x12\x13cloudstack.xenha.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
 	"\rHAModeRequest\x12\x12\n" +
-	"\x04pool\x18\x01 \x01(\tR\x04pool\"\xbe\a\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\"\x92\b\n" +
 	"\x0eHAModeResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
 	"\tpool_uuid\x18\x02 \x01(\tR\bpoolUuid\x12?\n" +
@@ -2439,7 +2458,9 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x0flive_host_count\x18\x11 \x01(\x05R\rliveHostCount\x123\n" +
 	"\x06master\x18\x12 \x01(\v2\x1b.cloudstack.xenha.v1.MasterR\x06master\x12/\n" +
 	"\x05hosts\x18\x13 \x03(\v2\x19.cloudstack.xenha.v1.HostR\x05hosts\x128\n" +
-	"\bwarnings\x18\x14 \x03(\v2\x1c.cloudstack.xenha.v1.WarningR\bwarnings\"h\n" +
+	"\bwarnings\x18\x14 \x03(\v2\x1c.cloudstack.xenha.v1.WarningR\bwarnings\x12%\n" +
+	"\x0eevent_sequence\x18\x15 \x01(\x04R\reventSequence\x12+\n" +
+	"\x11event_incarnation\x18\x16 \x01(\tR\x10eventIncarnation\"h\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +

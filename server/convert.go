@@ -1,0 +1,126 @@
+package server
+
+import (
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// Conversions between the domain (package xenha) and the API.
+
+var controllers = map[xenha.Controller]pb.Controller{
+	xenha.ControllerNone:       pb.Controller_CONTROLLER_NONE,
+	xenha.ControllerXenHA:      pb.Controller_CONTROLLER_XENHA,
+	xenha.ControllerCloudStack: pb.Controller_CONTROLLER_CLOUDSTACK,
+}
+
+var policies = map[xenha.Policy]pb.Policy{
+	xenha.PolicyAuto:              pb.Policy_POLICY_AUTO,
+	xenha.PolicyRequireXenHA:      pb.Policy_POLICY_REQUIRE_XENHA,
+	xenha.PolicyRequireCloudStack: pb.Policy_POLICY_REQUIRE_CLOUDSTACK,
+	xenha.PolicyObserve:           pb.Policy_POLICY_OBSERVE,
+}
+
+func policyFromPB(p pb.Policy) (xenha.Policy, bool) {
+	if p == pb.Policy_POLICY_UNSPECIFIED {
+		return xenha.PolicyAuto, true
+	}
+	for k, v := range policies {
+		if v == p {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+var warningCodes = map[xenha.WarningCode]pb.WarningCode{
+	xenha.WarnTwoHostPool:       pb.WarningCode_WARNING_CODE_TWO_HOST_POOL,
+	xenha.WarnAggressiveFencing: pb.WarningCode_WARNING_CODE_AGGRESSIVE_FENCING,
+	xenha.WarnNoProtectedVMs:    pb.WarningCode_WARNING_CODE_NO_PROTECTED_VMS,
+	xenha.WarnSplitBrain:        pb.WarningCode_WARNING_CODE_SPLIT_BRAIN,
+	xenha.WarnMasterUnreachable: pb.WarningCode_WARNING_CODE_MASTER_UNREACHABLE,
+	xenha.WarnPolicyConflict:    pb.WarningCode_WARNING_CODE_POLICY_CONFLICT,
+	xenha.WarnXenHARequired:     pb.WarningCode_WARNING_CODE_XENHA_REQUIRED,
+	xenha.WarnNotObserved:       pb.WarningCode_WARNING_CODE_NOT_OBSERVED,
+}
+
+var eventTypes = map[xenha.EventType]pb.EventType{
+	xenha.EventMasterChanged:     pb.EventType_EVENT_TYPE_MASTER_CHANGED,
+	xenha.EventMasterLost:        pb.EventType_EVENT_TYPE_MASTER_LOST,
+	xenha.EventHostDown:          pb.EventType_EVENT_TYPE_HOST_DOWN,
+	xenha.EventHostUp:            pb.EventType_EVENT_TYPE_HOST_UP,
+	xenha.EventHostFenced:        pb.EventType_EVENT_TYPE_HOST_FENCED,
+	xenha.EventHAEnabled:         pb.EventType_EVENT_TYPE_HA_ENABLED,
+	xenha.EventHADisabled:        pb.EventType_EVENT_TYPE_HA_DISABLED,
+	xenha.EventControllerChanged: pb.EventType_EVENT_TYPE_CONTROLLER_CHANGED,
+	xenha.EventSplitBrain:        pb.EventType_EVENT_TYPE_SPLIT_BRAIN,
+	xenha.EventWarningRaised:     pb.EventType_EVENT_TYPE_WARNING_RAISED,
+	xenha.EventWarningCleared:    pb.EventType_EVENT_TYPE_WARNING_CLEARED,
+}
+
+var causes = map[xenha.Cause]pb.MasterChangeCause{
+	xenha.CauseXenHAElection:      pb.MasterChangeCause_MASTER_CHANGE_CAUSE_XENHA_ELECTION,
+	xenha.CauseCloudStackElection: pb.MasterChangeCause_MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION,
+	xenha.CauseAdminDesignation:   pb.MasterChangeCause_MASTER_CHANGE_CAUSE_ADMIN_DESIGNATION,
+	xenha.CauseUnknown:            pb.MasterChangeCause_MASTER_CHANGE_CAUSE_UNKNOWN,
+}
+
+func warningPB(w xenha.Warning) *pb.Warning {
+	return &pb.Warning{Code: warningCodes[w.Code], Message: w.Message}
+}
+
+func masterPB(m xenha.MasterView) *pb.Master {
+	return &pb.Master{Uuid: m.UUID, Name: m.Name, Address: m.Address, Reachable: m.Reachable}
+}
+
+func timestamp(v *xenha.PoolView) *timestamppb.Timestamp {
+	if v.ObservedAt.IsZero() {
+		return nil
+	}
+	return timestamppb.New(v.ObservedAt)
+}
+
+func haModePB(v *xenha.PoolView) *pb.HAModeResponse {
+	r := &pb.HAModeResponse{
+		Pool: v.Name, PoolUuid: v.UUID, Controller: controllers[v.Controller], Policy: policies[v.Policy],
+		Observed: v.Observed, ObservedAt: timestamp(v), Epoch: v.Epoch,
+		HaEnabled: v.HAEnabled, HaTimeout: durationpb.New(v.HATimeout), StorageTimeout: durationpb.New(v.StorageTimeout),
+		HeartbeatSrs: v.HeartbeatSRs, ProtectedVmCount: int32(v.ProtectedVMs),
+		HaHostFailuresToTolerate: v.FTT, HaPlanExistsFor: v.PlanExistsFor,
+		XenhaEligibility: &pb.XenHAEligibility{Eligible: v.Eligibility.Eligible, Reasons: v.Eligibility.Reasons},
+		HostCount:        int32(len(v.Hosts)), LiveHostCount: int32(v.LiveHosts()),
+		Master: masterPB(v.Master),
+	}
+	for _, h := range v.Hosts {
+		r.Hosts = append(r.Hosts, &pb.Host{Uuid: h.UUID, Name: h.Name, Address: h.Address, Live: h.Live, Enabled: h.Enabled, Probe: h.Probe})
+	}
+	for _, w := range v.Warnings {
+		r.Warnings = append(r.Warnings, warningPB(w))
+	}
+	return r
+}
+
+func summaryPB(v *xenha.PoolView) *pb.PoolSummary {
+	return &pb.PoolSummary{
+		Name: v.Name, PoolUuid: v.UUID, Members: v.Members, Policy: policies[v.Policy],
+		Controller: controllers[v.Controller], Observed: v.Observed, Epoch: v.Epoch,
+		Master: masterPB(v.Master), Source: v.Source,
+	}
+}
+
+func eventPB(e xenha.Event) *pb.PoolEvent {
+	out := &pb.PoolEvent{
+		Sequence: e.Seq, Incarnation: e.Incarnation, Time: timestamppb.New(e.Time),
+		Pool: e.Pool, PoolUuid: e.PoolUUID, Type: eventTypes[e.Type], Epoch: e.Epoch,
+		HostUuid: e.Host, PreviousHostUuid: e.Previous, Cause: causes[e.Cause], Message: e.Message,
+	}
+	if e.Type == xenha.EventControllerChanged {
+		out.Controller = controllers[e.Controller]
+	}
+	if e.Warning != nil {
+		out.Warning = warningPB(*e.Warning)
+	}
+	return out
+}

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// toStatus maps a domain error to a gRPC status, in one place.
+// Cancellation and deadlines pass through; anything unknown is Internal
+// with a generic message (the details go to the log, not the caller).
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var ia *xenha.InvalidArgumentError
+	switch {
+	case errors.As(err, &ia):
+		return withDetails(codes.InvalidArgument, err.Error(), &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ia.Field, Description: ia.Reason}},
+		})
+	case errors.Is(err, xenha.ErrUnknownPool):
+		return withDetails(codes.NotFound, err.Error(), &errdetails.ResourceInfo{ResourceType: "pool", Description: err.Error()})
+	case errors.Is(err, xenha.ErrPoolExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, xenha.ErrCompacted), errors.Is(err, xenha.ErrRestarted):
+		return withDetails(codes.OutOfRange, err.Error(), &errdetails.ErrorInfo{Reason: "RESUME_POINT_GONE", Domain: "xenha-bridge",
+			Metadata: map[string]string{"hint": "read HAMode for the current state, then stream from now (after_sequence 0)"}})
+	case errors.Is(err, xenha.ErrFutureSequence):
+		return withDetails(codes.InvalidArgument, err.Error(), &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "after_sequence", Description: err.Error()}},
+		})
+	case errors.Is(err, xenha.ErrSlowConsumer):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, xenha.ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func withDetails(c codes.Code, msg string, details ...protoadapt.MessageV1) error {
+	st, err := status.New(c, msg).WithDetails(details...)
+	if err != nil {
+		return status.Error(c, msg)
+	}
+	return st.Err()
+}
+
+func invalidArgument(field, reason string) error {
+	return toStatus(&xenha.InvalidArgumentError{Field: field, Reason: reason})
+}

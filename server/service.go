@@ -1,0 +1,198 @@
+// Package server is the gRPC surface of xenha-bridge: it validates
+// requests, asks the pool manager, and maps answers and errors to the API.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// Service implements XenHAService. ElectMaster and FenceHost answer
+// UNIMPLEMENTED (from the embedded type) until their issues land.
+type Service struct {
+	pb.UnimplementedXenHAServiceServer
+	pools *xenha.Manager
+	log   hclog.Logger
+}
+
+var _ pb.XenHAServiceServer = (*Service)(nil)
+
+// NewService serves the manager's pools.
+func NewService(pools *xenha.Manager, log hclog.Logger) *Service {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Service{pools: pools, log: log}
+}
+
+const maxPoolID = 128
+
+func checkPoolID(field, id string, required bool) error {
+	switch {
+	case id == "" && required:
+		return invalidArgument(field, "required: a pool name or XenServer pool UUID")
+	case len(id) > maxPoolID:
+		return invalidArgument(field, fmt.Sprintf("at most %d characters", maxPoolID))
+	}
+	return nil
+}
+
+// HAMode answers from the cache; it never calls XAPI.
+func (s *Service) HAMode(ctx context.Context, req *pb.HAModeRequest) (*pb.HAModeResponse, error) {
+	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
+		return nil, err
+	}
+	// The sequence first: events after it may already show in the view
+	// (a reader applies them twice, harmlessly) but none can be missed.
+	seq := s.pools.Hub().Newest()
+	v, err := s.pools.Pool(req.GetPool())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r := haModePB(v)
+	r.EventSequence, r.EventIncarnation = seq, s.pools.Hub().Incarnation()
+	return r, nil
+}
+
+// PoolEvents streams events until the client goes away, the consumer
+// falls behind (RESOURCE_EXHAUSTED, after delivering what it was given),
+// or the server stops.
+func (s *Service) PoolEvents(req *pb.PoolEventsRequest, stream pb.XenHAService_PoolEventsServer) error {
+	if err := checkPoolID("pool", req.GetPool(), false); err != nil {
+		return err
+	}
+	if len(req.GetIncarnation()) > 64 {
+		return invalidArgument("incarnation", "at most 64 characters")
+	}
+	sub, err := s.pools.Subscribe(req.GetPool(), req.GetAfterSequence(), req.GetIncarnation())
+	if err != nil {
+		return toStatus(err)
+	}
+	defer sub.Close()
+	last := req.GetAfterSequence()
+	send := func(e xenha.Event) error {
+		last = e.Seq
+		return stream.Send(&pb.PoolEventsResponse{Event: eventPB(e)})
+	}
+	for {
+		select {
+		case e := <-sub.C:
+			if err := send(e); err != nil {
+				return err
+			}
+		case <-sub.Done():
+			for len(sub.C) > 0 { // deliver what was queued before the cut
+				if err := send(<-sub.C); err != nil {
+					return err
+				}
+			}
+			if errors.Is(sub.Err(), xenha.ErrSlowConsumer) {
+				return status.Errorf(codes.ResourceExhausted,
+					"consumer too slow: the stream was cut off; resume with after_sequence %d", last)
+			}
+			return status.Error(codes.Unavailable, "the event stream was closed")
+		case <-stream.Context().Done():
+			return toStatus(stream.Context().Err())
+		}
+	}
+}
+
+// AttachPool validates the request and hands the pool to the manager.
+func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*pb.AttachPoolResponse, error) {
+	policy, ok := policyFromPB(req.GetPolicy())
+	if !ok {
+		return nil, invalidArgument("policy", fmt.Sprintf("unknown policy %d", req.GetPolicy()))
+	}
+	var storage time.Duration
+	if d := req.GetStorageTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 || d.AsDuration() > 24*time.Hour {
+			return nil, invalidArgument("storage_timeout", "want a duration between 0 and 24h")
+		}
+		storage = d.AsDuration()
+	}
+	if len(req.GetMembers()) > 64 {
+		return nil, invalidArgument("members", "at most 64 members (XenServer's pool limit)")
+	}
+	for i, m := range req.GetMembers() {
+		if u, err := url.Parse(m); err == nil && u.User != nil {
+			return nil, invalidArgument("members", fmt.Sprintf("member %d carries credentials in its URL: pass username and password separately", i))
+		}
+	}
+	spec := xenha.PoolSpec{
+		Name:           req.GetName(),
+		Members:        req.GetMembers(),
+		Credentials:    xapi.Credentials{Username: req.GetUsername(), Password: xapi.Secret(req.GetPassword())},
+		Policy:         policy,
+		StorageTimeout: storage,
+		Source:         "api",
+	}
+	if t := req.GetTls(); t != nil {
+		spec.TLS = xapi.TLSOptions{PinSHA256: strings.TrimSpace(t.GetPinSha256()), AllowPlainHTTP: t.GetAllowPlainHttp()}
+		if t.GetCaPem() != "" {
+			spec.TLS.CAPEM = []byte(t.GetCaPem())
+		}
+	}
+	v, created, err := s.pools.Attach(ctx, spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.AttachPoolResponse{Pool: summaryPB(v), Created: created}, nil
+}
+
+// DetachPool stops watching a pool.
+func (s *Service) DetachPool(ctx context.Context, req *pb.DetachPoolRequest) (*pb.DetachPoolResponse, error) {
+	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
+		return nil, err
+	}
+	if err := s.pools.Detach(req.GetPool()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DetachPoolResponse{}, nil
+}
+
+// ListPools lists every attached pool.
+func (s *Service) ListPools(ctx context.Context, req *pb.ListPoolsRequest) (*pb.ListPoolsResponse, error) {
+	out := &pb.ListPoolsResponse{}
+	for _, v := range s.pools.Pools() {
+		out.Pools = append(out.Pools, summaryPB(v))
+	}
+	return out, nil
+}
+
+// ElectMaster validates its request, then answers UNIMPLEMENTED until the
+// election lands: bad input is still told apart from a missing feature.
+func (s *Service) ElectMaster(ctx context.Context, req *pb.ElectMasterRequest) (*pb.ElectMasterResponse, error) {
+	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
+		return nil, err
+	}
+	if _, err := s.pools.Pool(req.GetPool()); err != nil {
+		return nil, toStatus(err)
+	}
+	return nil, status.Error(codes.Unimplemented, "ElectMaster is not implemented yet")
+}
+
+// FenceHost: as ElectMaster.
+func (s *Service) FenceHost(ctx context.Context, req *pb.FenceHostRequest) (*pb.FenceHostResponse, error) {
+	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
+		return nil, err
+	}
+	if req.GetHost() == "" {
+		return nil, invalidArgument("host", "required: a host UUID, name or address")
+	}
+	if _, err := s.pools.Pool(req.GetPool()); err != nil {
+		return nil, toStatus(err)
+	}
+	return nil, status.Error(codes.Unimplemented, "FenceHost is not implemented yet")
+}
