@@ -1,0 +1,290 @@
+// Package config loads and validates the xenha-bridge configuration file,
+// the YAML file given to `xenha-bridge serve --config FILE`.
+//
+// Load reads the file, Parse does the same from bytes. Both reject what they
+// do not understand: an unknown key is an error naming the key and its line,
+// a bad value is an error naming the field by its path
+// (pools[1].storage_timeout) and, when it comes from the file, its line.
+// Nothing is accepted silently and nothing panics.
+//
+// Secrets never live in the YAML file itself: pool passwords and the API
+// token are read from the files it names (password_file, token_file), which
+// must not be readable by "other". Once loaded, a secret is reachable only
+// through Pool.Password and Auth.Token; it is kept out of every error string
+// and out of fmt's output (%v, %+v, %#v, %s...) of every type here.
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultListen           = "127.0.0.1:50051"
+	DefaultLogLevel         = "info"
+	DefaultRetention        = 10000
+	DefaultSubscriberBuffer = 1024
+	DefaultStorageTimeout   = 120 * time.Second
+	DefaultProbeInterval    = 30 * time.Second
+)
+
+// Limits.
+const (
+	MaxRetention        = 10_000_000
+	MaxSubscriberBuffer = 1_000_000
+	MinProbeInterval    = time.Second
+	MaxPoolNameLen      = 63
+)
+
+// Pool policies: who may act on a pool (see the Policy enum of the API).
+const (
+	// PolicyAuto lets XenHA lead when it is on, the bridge when it is off.
+	PolicyAuto = "auto"
+	// PolicyRequireXenHA: XenHA must be on; when it is off nobody acts.
+	PolicyRequireXenHA = "require_xenha"
+	// PolicyRequireCloudStack: the bridge leads; a pool with XenHA on is a
+	// conflict that is reported.
+	PolicyRequireCloudStack = "require_cloudstack"
+	// PolicyObserve: watch and report only, never act.
+	PolicyObserve = "observe"
+)
+
+// Policies lists the valid values of Pool.Policy.
+var Policies = []string{PolicyAuto, PolicyRequireXenHA, PolicyRequireCloudStack, PolicyObserve}
+
+// LogLevels lists the valid values of Log.Level.
+var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the gRPC listen address, host:port.
+	Listen string
+	Log    Log
+	TLS    ServerTLS
+	Auth   Auth
+	Events Events
+	// Pools are the pools watched from start-up. More may be attached at
+	// run time.
+	Pools []Pool
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is one of trace, debug, info, warn, error.
+	Level string
+	// JSON selects JSON log lines instead of text.
+	JSON bool
+}
+
+// ServerTLS is the gRPC listener's TLS. All empty means plaintext, which is
+// allowed on a loopback address only.
+type ServerTLS struct {
+	CertFile string
+	KeyFile  string
+	// ClientCAFile, when set, makes client certificates signed by these CAs
+	// mandatory (mutual TLS).
+	ClientCAFile string
+}
+
+// Enabled reports whether the listener serves TLS.
+func (t ServerTLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
+
+// MutualTLS reports whether clients must present a certificate.
+func (t ServerTLS) MutualTLS() bool { return t.Enabled() && t.ClientCAFile != "" }
+
+// Auth configures API authentication.
+type Auth struct {
+	// TokenFile holds the bearer token every RPC but the health check must
+	// carry. Empty: no token is required.
+	TokenFile string
+
+	token *secret // loaded from TokenFile
+}
+
+// Token returns the bearer token loaded from TokenFile, "" if none.
+func (a Auth) Token() string { return a.token.reveal() }
+
+// Format prints the Auth with the token redacted, for every verb.
+func (a Auth) Format(f fmt.State, verb rune) {
+	formatRedacted(f, verb, "config.authView", "config.Auth", authView{
+		TokenFile: a.TokenFile,
+		Token:     a.token.redacted(),
+	})
+}
+
+// String returns the Auth as %v prints it: the token redacted.
+func (a Auth) String() string { return fmt.Sprint(a) }
+
+// GoString returns the Auth as %#v prints it: the token redacted.
+func (a Auth) GoString() string { return fmt.Sprintf("%#v", a) }
+
+type authView struct {
+	TokenFile string
+	Token     string
+}
+
+// Events configures the event history and the event streams.
+type Events struct {
+	// Retention is how many events are kept so that a PoolEvents stream
+	// can resume.
+	Retention int
+	// SubscriberBuffer is how many events may queue for one stream before
+	// the slow consumer is cut off.
+	SubscriberBuffer int
+}
+
+// Pool is one XenServer pool to watch.
+type Pool struct {
+	// Name is unique in the bridge: letters, digits, '.', '_', '-', at
+	// most 63 characters.
+	Name string
+	// Members are the XAPI URLs of every member of the pool.
+	Members  []string
+	Username string
+	// PasswordFile is where the password was read from ("" for a pool
+	// attached at run time with SetPassword).
+	PasswordFile string
+	// Policy is one of the Policy* constants.
+	Policy string
+	// StorageTimeout is the storage failover time of the pool.
+	StorageTimeout time.Duration
+	// ProbeInterval is how often every member is probed.
+	ProbeInterval time.Duration
+	TLS           PoolTLS
+
+	password *secret
+}
+
+// PoolTLS says how the members' certificates are verified.
+type PoolTLS struct {
+	// CAFile is a PEM bundle of CAs to trust instead of the system roots.
+	CAFile string
+	// PinSHA256 is the SHA-256 fingerprint of the members' certificate.
+	PinSHA256 string
+	// AllowPlainHTTP permits http:// members.
+	AllowPlainHTTP bool
+}
+
+// NewPool returns a pool with the defaults filled in (policy auto, storage
+// timeout 120s, probe interval 30s), for pools attached at run time.
+// Call Validate before using it.
+func NewPool(name string, members []string, username, password string) *Pool {
+	p := defaultPool()
+	p.Name = name
+	p.Members = members
+	p.Username = username
+	p.SetPassword(password)
+	return &p
+}
+
+func defaultPool() Pool {
+	return Pool{
+		Policy:         PolicyAuto,
+		StorageTimeout: DefaultStorageTimeout,
+		ProbeInterval:  DefaultProbeInterval,
+	}
+}
+
+// Password returns the pool's password, "" if none was loaded or set.
+func (p *Pool) Password() string { return p.password.reveal() }
+
+// SetPassword sets the password of a pool attached at run time.
+func (p *Pool) SetPassword(pw string) {
+	p.password = newSecret(pw)
+}
+
+// Format prints the Pool with the password redacted, for every verb.
+func (p Pool) Format(f fmt.State, verb rune) {
+	formatRedacted(f, verb, "config.poolView", "config.Pool", poolView{
+		Name:           p.Name,
+		Members:        p.Members,
+		Username:       p.Username,
+		PasswordFile:   p.PasswordFile,
+		Password:       p.password.redacted(),
+		Policy:         p.Policy,
+		StorageTimeout: p.StorageTimeout,
+		ProbeInterval:  p.ProbeInterval,
+		TLS:            p.TLS,
+	})
+}
+
+// String returns the Pool as %v prints it: the password redacted.
+func (p Pool) String() string { return fmt.Sprint(p) }
+
+// GoString returns the Pool as %#v prints it: the password redacted.
+func (p Pool) GoString() string { return fmt.Sprintf("%#v", p) }
+
+type poolView struct {
+	Name           string
+	Members        []string
+	Username       string
+	PasswordFile   string
+	Password       string
+	Policy         string
+	StorageTimeout time.Duration
+	ProbeInterval  time.Duration
+	TLS            PoolTLS
+}
+
+// formatRedacted prints view, a copy of a type whose secret is replaced by
+// "[redacted]", with the caller's verb and flags; %#v shows the real type
+// name.
+func formatRedacted(f fmt.State, verb rune, viewName, realName string, view any) {
+	s := fmt.Sprintf(fmt.FormatString(f, verb), view)
+	if verb == 'v' && f.Flag('#') {
+		s = strings.Replace(s, viewName, realName, 1)
+	}
+	_, _ = io.WriteString(f, s)
+}
+
+// Default returns the configuration of an empty file: listen on
+// 127.0.0.1:50051 in plaintext, log at info, default event limits, no pools.
+func Default() *Config {
+	return &Config{
+		Listen: DefaultListen,
+		Log:    Log{Level: DefaultLogLevel},
+		Events: Events{Retention: DefaultRetention, SubscriberBuffer: DefaultSubscriberBuffer},
+	}
+}
+
+const redactedText = "[redacted]"
+
+// secret holds a password or token. It is only ever stored as a pointer
+// in an unexported field: fmt cannot call methods through an unexported
+// field, but it prints a pointer to a string as an address, never as what
+// it points to, whatever the verb and depth. (A pointer to a struct would
+// not do: a bad verb such as %s prints it as &{...}.) Its own methods
+// redact too, for code inside this package.
+type secret string
+
+func newSecret(s string) *secret {
+	if s == "" {
+		return nil
+	}
+	v := secret(s)
+	return &v
+}
+
+func (s *secret) reveal() string {
+	if s == nil {
+		return ""
+	}
+	return string(*s)
+}
+
+// redacted is what a printed view shows: "" when there is no secret.
+func (s *secret) redacted() string {
+	if s == nil || *s == "" {
+		return ""
+	}
+	return redactedText
+}
+
+func (s *secret) String() string               { return redactedText }
+func (s *secret) GoString() string             { return redactedText }
+func (s *secret) Format(f fmt.State, _ rune)   { _, _ = io.WriteString(f, redactedText) }
+func (s *secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redactedText + `"`), nil }
+func (s *secret) MarshalText() ([]byte, error) { return []byte(redactedText), nil }

@@ -1,0 +1,251 @@
+package config
+
+import (
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks the configuration's values: listen address, log level,
+// TLS combination, event limits, every pool (Pool.Validate) and that pool
+// names are unique. It does not touch the file system; Load and Parse
+// also check the files named.
+func (c *Config) Validate() error {
+	r := &reporter{}
+	c.validate(r, true)
+	return r.err()
+}
+
+// Validate checks a pool on its own: the rules applied to every pool of the
+// file, for pools attached at run time. Field paths in its errors are
+// relative to the pool (members[1], storage_timeout). The password must be
+// set (loaded from password_file, or SetPassword).
+func (p *Pool) Validate() error {
+	r := &reporter{}
+	p.validate(r, "", true)
+	return r.err()
+}
+
+func (c *Config) validate(r *reporter, checkPasswords bool) {
+	validateListen(r, c.Listen, c.TLS)
+	if !slices.Contains(LogLevels, c.Log.Level) {
+		r.fieldf("log.level", "%s is not a log level: use trace, debug, info, warn or error", quoteShort(c.Log.Level))
+	}
+	c.TLS.validate(r)
+	if c.Events.Retention < 1 || c.Events.Retention > MaxRetention {
+		r.fieldf("events.retention", "must be between 1 and %d (got %d)", MaxRetention, c.Events.Retention)
+	}
+	if c.Events.SubscriberBuffer < 1 || c.Events.SubscriberBuffer > MaxSubscriberBuffer {
+		r.fieldf("events.subscriber_buffer", "must be between 1 and %d (got %d)", MaxSubscriberBuffer, c.Events.SubscriberBuffer)
+	}
+	first := map[string]int{}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		path := index("pools", i)
+		p.validate(r, path, checkPasswords)
+		if p.Name == "" {
+			continue
+		}
+		if j, dup := first[p.Name]; dup {
+			at := ""
+			if l := r.lineOf(join(index("pools", j), "name")); l > 0 {
+				at = " (line " + strconv.Itoa(l) + ")"
+			}
+			r.fieldf(join(path, "name"), "duplicate pool name %s: already used by pools[%d]%s",
+				quoteShort(p.Name), j, at)
+			continue
+		}
+		first[p.Name] = i
+	}
+}
+
+func validateListen(r *reporter, listen string, tls ServerTLS) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		r.fieldf("listen", "%s is not host:port, e.g. 127.0.0.1:50051", quoteShort(listen))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port == "" {
+		r.fieldf("listen", "port %s of %s must be a number from 0 to 65535", quoteShort(port), quoteShort(listen))
+		return
+	}
+	if host != "" && !validHost(host) {
+		r.fieldf("listen", "host %s of %s is not an IP address or a host name", quoteShort(host), quoteShort(listen))
+		return
+	}
+	if tls.CertFile == "" && !IsLoopback(listen) {
+		r.fieldf("listen", "refusing plaintext gRPC on non-loopback address %s: configure tls", listen)
+	}
+}
+
+// IsLoopback reports whether a listen address, host:port or a bare host,
+// is on the loopback interface: 127.0.0.0/8, ::1 or localhost. An empty
+// host (":50051", every interface) is not loopback.
+func IsLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(listen, "["), "]")
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	return addr.Unmap().IsLoopback()
+}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$`)
+
+// validHost accepts an IP address (with an IPv6 zone) or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return len(h) <= 253 && hostnameRE.MatchString(h) && !strings.Contains(h, "..")
+}
+
+func (t ServerTLS) validate(r *reporter) {
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		r.fieldf("tls.key_file", "is required with tls.cert_file (the certificate's private key)")
+	case t.CertFile == "" && t.KeyFile != "":
+		r.fieldf("tls.cert_file", "is required with tls.key_file (the certificate of the key)")
+	}
+	if t.ClientCAFile != "" && (t.CertFile == "" || t.KeyFile == "") {
+		r.fieldf("tls.client_ca_file", "requires tls.cert_file and tls.key_file: client certificates are checked only over TLS")
+	}
+}
+
+var poolNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+func (p *Pool) validate(r *reporter, path string, checkPassword bool) {
+	f := func(name string) string { return join(path, name) }
+
+	switch {
+	case p.Name == "":
+		r.fieldf(f("name"), "is required")
+	case len(p.Name) > MaxPoolNameLen || !poolNameRE.MatchString(p.Name):
+		r.fieldf(f("name"), "%s is not a valid pool name: use letters, digits, '.', '_' and '-', at most %d characters",
+			quoteShort(p.Name), MaxPoolNameLen)
+	case p.Name == "." || p.Name == "..":
+		r.fieldf(f("name"), "%q is not a valid pool name", p.Name)
+	}
+
+	if len(p.Members) == 0 {
+		r.fieldf(f("members"), "at least one member is required: the XAPI URL of every host of the pool, e.g. [https://10.0.0.11, https://10.0.0.12]")
+	}
+	seen := map[string]int{}
+	for i, m := range p.Members {
+		mp := index(f("members"), i)
+		key, msg := checkMember(m, p.TLS.AllowPlainHTTP)
+		if msg != "" {
+			r.fieldf(mp, "%s", msg)
+			continue
+		}
+		if j, dup := seen[key]; dup {
+			r.fieldf(mp, "%s is the same host as members[%d]", quoteShort(displayURL(m)), j)
+			continue
+		}
+		seen[key] = i
+	}
+
+	if strings.TrimSpace(p.Username) == "" {
+		r.fieldf(f("username"), "is required")
+	}
+	if checkPassword && p.Password() == "" {
+		if p.PasswordFile != "" {
+			r.fieldf(f("password"), "is required (password_file %s was not read: use Load or Parse)", p.PasswordFile)
+		} else {
+			r.fieldf(f("password"), "is required")
+		}
+	}
+	if !slices.Contains(Policies, p.Policy) {
+		r.fieldf(f("policy"), "%s is not a policy: use auto, require_xenha, require_cloudstack or observe", quoteShort(p.Policy))
+	}
+	if p.StorageTimeout <= 0 {
+		r.fieldf(f("storage_timeout"), "must be greater than 0 (got %s)", p.StorageTimeout)
+	}
+	if p.ProbeInterval < MinProbeInterval {
+		r.fieldf(f("probe_interval"), "must be at least %s (got %s)", MinProbeInterval, p.ProbeInterval)
+	}
+	if p.TLS.PinSHA256 != "" && !validPin(p.TLS.PinSHA256) {
+		r.fieldf(f("tls.pin_sha256"), "%s is not a SHA-256 fingerprint: 64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256)",
+			quoteShort(p.TLS.PinSHA256))
+	}
+}
+
+func validPin(s string) bool {
+	clean := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	b, err := hex.DecodeString(clean)
+	return err == nil && len(b) == 32
+}
+
+// checkMember validates a member URL and returns a key that is equal for
+// two URLs of the same host, or a message naming the member (without any
+// credentials it may hold).
+func checkMember(raw string, allowHTTP bool) (key, msg string) {
+	shown := quoteShort(displayURL(raw))
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" {
+		return "", shown + " is not a URL such as https://10.0.0.11"
+	}
+	if u.User != nil {
+		return "", shown + " must not hold a user name or password: the credentials are username and password_file"
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !allowHTTP {
+			return "", "plain http member " + shown + " is refused (the login would send the password in clear): use https, or set tls.allow_plain_http: true for a test pool"
+		}
+	case "":
+		return "", shown + " has no scheme: write https://" + strings.TrimPrefix(displayURL(raw), "//")
+	default:
+		return "", shown + " must be an https:// URL (scheme " + quoteShort(u.Scheme) + ")"
+	}
+	host := u.Hostname()
+	if host == "" {
+		return "", shown + " has no host"
+	}
+	if !validHost(host) {
+		return "", shown + ": host " + quoteShort(host) + " is not an IP address or a host name"
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return "", shown + " must not have a query (?...)"
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return "", shown + " must not have a fragment (#...)"
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", shown + ": port " + quoteShort(port) + " must be a number from 1 to 65535"
+	}
+	path := strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/jsonrpc")
+	return u.Scheme + "://" + strings.ToLower(net.JoinHostPort(host, port)) + strings.TrimRight(path, "/"), ""
+}
+
+// displayURL returns a URL fit for a message: whatever comes before the
+// last '@' may be credentials and is replaced (a password may hold '/',
+// '?' or '#', so the whole rest of the URL is searched).
+func displayURL(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + 3
+	}
+	if at := strings.LastIndex(raw[start:], "@"); at >= 0 {
+		return raw[:start] + "[redacted]@" + raw[start+at+1:]
+	}
+	return raw
+}
