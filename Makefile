@@ -1,27 +1,60 @@
 # xenha-bridge: `make run` and `make test` are the two commands README promises.
 GO       ?= go
 BIN      := bin/xenha-bridge
+TOOLS    := $(abspath bin/tools)
 VENV     := .venv
 FUZZTIME ?= 30s
 
-.PHONY: build run test check test-go test-python fuzz clean
+BUF                := $(TOOLS)/buf
+PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
+GRPCURL            := $(TOOLS)/grpcurl
+
+.PHONY: build run test check proto proto-check test-go test-python tools fuzz bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/xenha-bridge
 
-# A simulated three-host pool on loopback, until Ctrl-C.
+# The gRPC service on 127.0.0.1:50051 with an embedded simulated 3-host pool
+# ("sim"; its control endpoint on 127.0.0.1:50052), until Ctrl-C.
 run: build
-	./$(BIN) sim --hosts 3 -v
+	./$(BIN) serve --simulate
 
-# Everything: formatting and vet, Go tests with the race detector (fuzz
-# seed corpora included), and the official XenAPI Python SDK against the
-# simulator.
-test: check test-go test-python
+# Everything: formatting, vet, the API checks, Go tests with the race
+# detector (fuzz seed corpora included), the official XenAPI Python SDK
+# against the simulator, and README's commands run as printed.
+test: check proto-check test-go test-python
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# Tools are installed by version from the Go module proxy into bin/tools
+# (buf builds in a couple of minutes the first time).
+$(BUF):
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@v1.75.0
+$(PROTOC_GEN_GO):
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+$(PROTOC_GEN_GO_GRPC):
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+$(GRPCURL):
+	GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+tools: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(GRPCURL)
+
+# Regenerate the Go code beside the .proto files.
+proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+	PATH="$(TOOLS):$$PATH" $(BUF) generate
+
+# Lint, refuse breaking changes against every earlier version of the API in
+# history, and refuse generated code that is not what the .proto gives.
+proto-check: proto
+	$(BUF) lint
+	@for rev in $$(git log --format=%H -- proto/); do \
+	  echo "buf breaking against $$rev"; \
+	  $(BUF) breaking --against ".git#ref=$$rev" || exit 1; \
+	done
+	@git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto and commit"; exit 1; }
 
 test-go:
 	$(GO) test -race -count=1 ./...
@@ -31,14 +64,19 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
-test-python: build $(VENV)/.installed
-	XENHA_BRIDGE=$(abspath $(BIN)) $(VENV)/bin/pytest -q tests/python
+test-python: build $(GRPCURL) $(VENV)/.installed
+	XENHA_BRIDGE=$(abspath $(BIN)) GRPCURL=$(GRPCURL) $(VENV)/bin/pytest -q tests/python
 
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeResponse$$' -fuzztime=$(FUZZTIME) ./xapi/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeResponse$$' -fuzztime=$(FUZZTIME) ./internal/xmlrpc/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCall$$' -fuzztime=$(FUZZTIME) ./internal/xmlrpc/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=0 ./config/
+
+# Benchmarks (not tests): results go to docs/bench.md by hand.
+bench:
+	$(GO) run ./cmd/xenha-bench
 
 clean:
 	rm -rf bin $(VENV)

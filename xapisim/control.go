@@ -18,7 +18,11 @@ type controlServer struct {
 }
 
 func newControlServer(s *Sim) (*controlServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := s.cfg.ControlAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,10 @@ type Config struct {
 
 	EventRetention int // events kept per pool for event.from (default 4096)
 
+	// ControlAddr is where the control endpoint listens (default
+	// 127.0.0.1 on a free port).
+	ControlAddr string
+
 	Logger hclog.Logger
 }
 

@@ -169,7 +169,7 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 	}
 	xo := m.opts.XAPI
 	xo.TLS = spec.TLS
-	xo.Logger = m.log.Named("xapi").With("pool", spec.Name)
+	xo.Logger = m.log.With("pool", spec.Name)
 	pool, err := xapi.NewPool(spec.Members, spec.Credentials, xo)
 	if err != nil {
 		m.mu.Unlock()

@@ -1,6 +1,5 @@
-// Command xenha-bridge is the CloudStack ↔ XenServer HA sidecar. Today it
-// runs the simulated XAPI pool (`sim`); the gRPC service (`serve`) builds
-// on it.
+// Command xenha-bridge is the CloudStack ↔ XenServer HA sidecar: `serve`
+// runs the gRPC service, `sim` a simulated XAPI pool.
 package main
 
 import (
@@ -37,6 +36,7 @@ func main() {
 const usage = `usage: xenha-bridge <command> [flags]
 
 commands:
+  serve    run the gRPC service (--config FILE, --listen ADDR, --simulate)
   sim      run a simulated XenServer pool on loopback and print its addresses
   version  print the version
 `
@@ -47,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return runSim(ctx, args[1:], stdout, stderr)
 	case "version":

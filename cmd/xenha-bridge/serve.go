@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudstack-xenha/xenha-bridge/config"
+	"github.com/cloudstack-xenha/xenha-bridge/server"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML configuration file (see config/example.yaml); none: defaults, no pools")
+	listen := fs.String("listen", "", "gRPC listen address, overriding the configuration's")
+	simulate := fs.Bool("simulate", false, "start an embedded simulated 3-host pool and attach it as \"sim\"")
+	simControl := fs.String("sim-control", "127.0.0.1:50052", "with --simulate: the simulator's control endpoint")
+	simHosts := fs.Int("sim-hosts", 3, "with --simulate: hosts in the simulated pool")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+
+	cfg := config.Default()
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name: "xenha-bridge", Level: hclog.LevelFromString(cfg.Log.Level), JSONFormat: cfg.Log.JSON, Output: stderr,
+	})
+	tlsConf, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
+
+	pools := xenha.NewManager(xenha.Options{
+		Logger: log, Retention: cfg.Events.Retention, SubscriberBuffer: cfg.Events.SubscriberBuffer,
+	})
+	defer pools.Close()
+	for _, p := range cfg.Pools {
+		spec := xenha.PoolSpec{
+			Name: p.Name, Members: p.Members,
+			Credentials: xapi.Credentials{Username: p.Username, Password: xapi.Secret(p.Password())},
+			Policy:      xenha.Policy(p.Policy), StorageTimeout: p.StorageTimeout, ProbeInterval: p.ProbeInterval,
+			TLS:    xapi.TLSOptions{CAFile: p.TLS.CAFile, PinSHA256: p.TLS.PinSHA256, AllowPlainHTTP: p.TLS.AllowPlainHTTP},
+			Source: "config",
+		}
+		if _, _, err := pools.Attach(ctx, spec); err != nil {
+			return fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+	}
+	if *simulate {
+		sim, err := xapisim.New(xapisim.Config{
+			Hosts: *simHosts, Seed: 1, ControlAddr: *simControl, Logger: log.Named("sim"),
+		})
+		if err != nil {
+			return fmt.Errorf("--simulate: %w", err)
+		}
+		defer sim.Close()
+		info := sim.Info()
+		if _, _, err := pools.Attach(ctx, xenha.PoolSpec{
+			Name: "sim", Members: sim.MemberURLs(),
+			Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
+			TLS:           xapi.TLSOptions{AllowPlainHTTP: true},
+			ProbeInterval: 2 * time.Second,
+			Source:        "simulate",
+		}); err != nil {
+			return fmt.Errorf("--simulate: %w", err)
+		}
+		log.Info("simulated pool attached as \"sim\"", "pool_uuid", info.PoolUUID, "control", info.ControlURL)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.NewService(pools, log.Named("api")), server.Options{
+		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf,
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "")
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+		srv.Stop(5 * time.Second)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// serverTLS builds the listener's TLS from the configuration (nil: plaintext).
+func serverTLS(c config.ServerTLS) (*tls.Config, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.MutualTLS() {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("tls.client_ca_file: no PEM certificate in it")
+		}
+		conf.ClientCAs = pool
+	}
+	return conf, nil
+}

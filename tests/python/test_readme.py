@@ -1,0 +1,83 @@
+"""README's "Try it" commands, run exactly as printed against `serve --simulate`
+(what `make run` starts)."""
+
+import os
+import queue
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BINARY, ROOT
+
+GRPCURL = os.environ.get("GRPCURL", os.path.join(ROOT, "bin", "tools", "grpcurl"))
+
+
+def try_it_commands():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = text.split("<!-- readme-test: try-it -->", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def served():
+    for port in (50051, 50052):
+        if port_open(port):
+            pytest.fail(f"port {port} is taken: stop `make run` before running the README test")
+    proc = subprocess.Popen([BINARY, "serve", "--simulate"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 20
+    while not port_open(50051):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("serve --simulate did not start: " + (proc.stdout.read() or ""))
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_try_it_commands_work_as_printed(served):
+    env = dict(os.environ, PATH=os.path.dirname(GRPCURL) + os.pathsep + os.environ["PATH"])
+    cmds = try_it_commands()
+    assert any("HAMode" in c for c in cmds) and any("PoolEvents" in c for c in cmds)
+    expect = {
+        " list": "cloudstack.xenha.v1.XenHAService",
+        "describe": "rpc HAMode",
+        "HAMode": "CONTROLLER_CLOUDSTACK",
+        "ListPools": '"name": "sim"',
+        "Health/Check": "SERVING",
+        "power-off": '"status":"ok"',
+    }
+    stream = None
+    for cmd in cmds:
+        if "PoolEvents" in cmd:
+            stream = subprocess.Popen(cmd, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1.5)  # let it subscribe before the fault below
+            continue
+        out = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"{cmd}\n{out.stdout}{out.stderr}"
+        for key, want in expect.items():
+            if key in cmd:
+                assert want in out.stdout, f"{cmd}: {want!r} not in\n{out.stdout}"
+    assert stream is not None
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in stream.stdout], daemon=True).start()
+    deadline = time.time() + 15
+    seen = ""
+    while "EVENT_TYPE_MASTER_LOST" not in seen and time.time() < deadline:
+        try:
+            seen += lines.get(timeout=0.5)
+        except queue.Empty:
+            pass
+    stream.terminate()
+    stream.wait(timeout=5)
+    assert "EVENT_TYPE_MASTER_LOST" in seen, seen
