@@ -392,3 +392,7 @@ func TestAuthRefusesEveryRPCButHealth(t *testing.T) {
 		t.Fatalf("health without a token: %v %v", h, err)
 	}
 }
+
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
