@@ -1,0 +1,46 @@
+package fencing
+
+import (
+	"context"
+	"errors"
+)
+
+// PowerState is what a BMC reports.
+type PowerState int
+
+const (
+	PowerUnknown PowerState = iota
+	PowerOn
+	PowerOff
+)
+
+func (p PowerState) String() string {
+	switch p {
+	case PowerOn:
+		return "on"
+	case PowerOff:
+		return "off"
+	}
+	return "unknown"
+}
+
+// Device is an out-of-band power controller: a host's BMC, spoken to over
+// IPMI or Redfish. Implementations live in fencing/ipmi and
+// fencing/redfish.
+type Device interface {
+	// Driver names the protocol: "ipmi" or "redfish".
+	Driver() string
+	// PowerState reads the chassis power state.
+	PowerState(ctx context.Context) (PowerState, error)
+	// PowerOff cuts power at once (no graceful shutdown). Asking to power
+	// off a host that is already off succeeds.
+	PowerOff(ctx context.Context) error
+}
+
+// ErrUnreachable marks a BMC that does not answer (gone with its host, or
+// its network): the orchestrator falls through to the next level instead
+// of retrying forever. Implementations wrap it: errors.Is(err, ErrUnreachable).
+var ErrUnreachable = errors.New("BMC unreachable")
+
+// ErrAuth marks a BMC that refused the credentials.
+var ErrAuth = errors.New("BMC refused the credentials")
