@@ -65,7 +65,7 @@ $(VENV)/.installed: tests/python/requirements.txt
 	touch $@
 
 test-python: build $(GRPCURL) $(VENV)/.installed
-	XENHA_BRIDGE=$(abspath $(BIN)) GRPCURL=$(GRPCURL) $(VENV)/bin/pytest -q tests/python
+	XENHA_BRIDGE=$(abspath $(BIN)) GRPCURL=$(GRPCURL) $(VENV)/bin/pytest -q tests/python tests/plugins
 
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
 fuzz:

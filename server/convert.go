@@ -4,6 +4,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -121,6 +122,32 @@ func eventPB(e xenha.Event) *pb.PoolEvent {
 	}
 	if e.Warning != nil {
 		out.Warning = warningPB(*e.Warning)
+	}
+	return out
+}
+
+var outcomes = map[fencing.Outcome]pb.FenceOutcome{
+	fencing.Fenced:       pb.FenceOutcome_FENCE_OUTCOME_FENCED,
+	fencing.Deferred:     pb.FenceOutcome_FENCE_OUTCOME_DEFERRED_TO_XENHA,
+	fencing.RefusedAlive: pb.FenceOutcome_FENCE_OUTCOME_REFUSED_HOST_ALIVE,
+	fencing.Failed:       pb.FenceOutcome_FENCE_OUTCOME_FAILED,
+}
+
+func traceStepPB(s fencing.Step) *pb.TraceStep {
+	return &pb.TraceStep{Time: timestamppb.New(s.Time), Step: s.Step, HostUuid: s.Host, Detail: s.Detail, Ok: s.OK}
+}
+
+func fenceResultPB(r *fencing.Result) *pb.FenceHostResponse {
+	out := &pb.FenceHostResponse{
+		PoolUuid: r.PoolUUID, HostUuid: r.HostUUID, Outcome: outcomes[r.Outcome], Method: r.Method,
+		XenhaProgress: &pb.XenHAProgress{OutsideLiveset: r.OutsideLiveset, VmsHalted: r.VMsHalted},
+		Epoch:         r.Epoch, DryRun: r.DryRun,
+	}
+	for _, v := range r.VMResets {
+		out.VmResets = append(out.VmResets, &pb.VMReset{VmUuid: v.UUID, Name: v.Name, Reset_: v.Reset, Error: v.Error})
+	}
+	for _, s := range r.Trace {
+		out.Trace = append(out.Trace, traceStepPB(s))
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -28,6 +29,14 @@ func toStatus(err error) error {
 		return withDetails(codes.InvalidArgument, err.Error(), &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ia.Field, Description: ia.Reason}},
 		})
+	case errors.Is(err, fencing.ErrUnknownHost):
+		return withDetails(codes.NotFound, err.Error(), &errdetails.ResourceInfo{ResourceType: "host", Description: err.Error()})
+	case errors.Is(err, fencing.ErrStaleEpoch):
+		return withDetails(codes.Aborted, err.Error(), &errdetails.ErrorInfo{Reason: "STALE_EPOCH", Domain: "xenha-bridge",
+			Metadata: map[string]string{"hint": "read HAMode again and decide on the current state"}})
+	case errors.Is(err, fencing.ErrNoController):
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.PreconditionFailure{
+			Violations: []*errdetails.PreconditionFailure_Violation{{Type: "CONTROLLER", Subject: "pool", Description: err.Error()}}})
 	case errors.Is(err, xenha.ErrUnknownPool):
 		return withDetails(codes.NotFound, err.Error(), &errdetails.ResourceInfo{ResourceType: "pool", Description: err.Error()})
 	case errors.Is(err, xenha.ErrPoolExists):

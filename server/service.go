@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -23,18 +24,36 @@ import (
 // UNIMPLEMENTED (from the embedded type) until their issues land.
 type Service struct {
 	pb.UnimplementedXenHAServiceServer
-	pools *xenha.Manager
-	log   hclog.Logger
+	pools   *xenha.Manager
+	log     hclog.Logger
+	fencer  *fencing.Fencer
+	devices DeviceFactory
 }
 
 var _ pb.XenHAServiceServer = (*Service)(nil)
 
+// DeviceFactory builds a BMC client from what CloudStack passes in a
+// FenceHost request (its out-of-band management settings).
+type DeviceFactory func(driver, address, username, password string) (fencing.Device, error)
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithFencing enables FenceHost.
+func WithFencing(f *fencing.Fencer, devices DeviceFactory) Option {
+	return func(s *Service) { s.fencer, s.devices = f, devices }
+}
+
 // NewService serves the manager's pools.
-func NewService(pools *xenha.Manager, log hclog.Logger) *Service {
+func NewService(pools *xenha.Manager, log hclog.Logger, opts ...Option) *Service {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Service{pools: pools, log: log}
+	s := &Service{pools: pools, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 const maxPoolID = 128
@@ -183,16 +202,39 @@ func (s *Service) ElectMaster(ctx context.Context, req *pb.ElectMasterRequest) (
 	return nil, status.Error(codes.Unimplemented, "ElectMaster is not implemented yet")
 }
 
-// FenceHost: as ElectMaster.
+// FenceHost fences a dead host, or says why not.
 func (s *Service) FenceHost(ctx context.Context, req *pb.FenceHostRequest) (*pb.FenceHostResponse, error) {
 	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
 		return nil, err
 	}
-	if req.GetHost() == "" {
-		return nil, invalidArgument("host", "required: a host UUID, name or address")
+	if req.GetHost() == "" || len(req.GetHost()) > 128 {
+		return nil, invalidArgument("host", "required: a host UUID, name or address (at most 128 characters)")
 	}
-	if _, err := s.pools.Pool(req.GetPool()); err != nil {
+	if len(req.GetRequestId()) > 128 || len(req.GetReason()) > 1024 {
+		return nil, invalidArgument("request_id", "request_id at most 128 characters, reason at most 1024")
+	}
+	h, err := s.pools.Handle(req.GetPool())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return nil, status.Error(codes.Unimplemented, "FenceHost is not implemented yet")
+	if s.fencer == nil {
+		return nil, status.Error(codes.Unimplemented, "FenceHost is not enabled in this bridge")
+	}
+	var dev fencing.Device
+	if b := req.GetBmc(); b != nil && b.GetAddress() != "" {
+		if s.devices == nil {
+			return nil, invalidArgument("bmc", "this bridge has no BMC drivers")
+		}
+		if dev, err = s.devices(b.GetDriver(), b.GetAddress(), b.GetUsername(), b.GetPassword()); err != nil {
+			return nil, invalidArgument("bmc", err.Error())
+		}
+	}
+	res, err := s.fencer.Fence(ctx, fencing.Request{
+		Pool: h, Host: req.GetHost(), RequestID: req.GetRequestId(), ExpectedEpoch: req.GetExpectedEpoch(),
+		DryRun: req.GetDryRun(), Force: req.GetForce(), Device: dev, Reason: req.GetReason(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return fenceResultPB(res), nil
 }

@@ -103,6 +103,18 @@ func (p *Pool) GoString() string { return p.String() }
 // Members returns the member URLs (normalised).
 func (p *Pool) Members() []string { return append([]string(nil), p.members...) }
 
+// ProbeMember asks one member to log in and reports what it said, like
+// Probe does for all of them.
+func (p *Pool) ProbeMember(ctx context.Context, rawURL string) Probe {
+	c, err := p.client(rawURL)
+	if err != nil {
+		return Probe{URL: rawURL, State: ProbeError, Err: err}
+	}
+	results := []probed{p.probeOne(ctx, c)}
+	p.dropSessions(results, nil)
+	return results[0].Probe
+}
+
 // Probe asks every member, concurrently, to log in and reports what each
 // said. Sessions opened by the probes are logged out.
 func (p *Pool) Probe(ctx context.Context) []Probe {

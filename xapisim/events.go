@@ -187,7 +187,14 @@ func (s *Sim) eventFrom(ctx context.Context, h *simHost, args []any) (any, *apiE
 		if len(evs) > 0 {
 			return s.eventBatch(p, h, evs, l.gen), nil
 		}
+		// Nothing we were asked for up to here; only now may the timeout
+		// end the call, so events that came with it are never skipped.
 		gen = l.gen
+		select {
+		case <-expired:
+			return s.eventBatch(p, h, nil, gen), nil
+		default:
+		}
 		wake := l.wake
 		s.mu.Unlock()
 		select {
@@ -198,11 +205,6 @@ func (s *Sim) eventFrom(ctx context.Context, h *simHost, args []any) (any, *apiE
 		s.mu.Lock()
 		if ctx.Err() != nil || s.closed || h.pool != p || h.instance != instance || !h.powered {
 			return nil, errHostGone
-		}
-		select {
-		case <-expired:
-			return s.eventBatch(p, h, nil, l.gen), nil
-		default:
 		}
 	}
 }

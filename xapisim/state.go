@@ -115,9 +115,10 @@ func (s *Sim) linkUp(a, b *simHost) bool {
 // up is "its xapi is running": powered and not stuck booting.
 func (h *simHost) up() bool { return h.powered && !h.booting }
 
-// reaches tells whether host a can talk to host b's xapi right now.
+// reaches tells whether host a can talk to host b's xapi right now (a
+// hung xapi answers its peers no better than it answers the bridge).
 func (s *Sim) reaches(a, b *simHost) bool {
-	return a.powered && b.up() && s.linkUp(a, b)
+	return a.powered && b.up() && !b.hang && s.linkUp(a, b)
 }
 
 // masterOf returns the host a slave follows, if that host is up, really a

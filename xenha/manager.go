@@ -2,6 +2,7 @@ package xenha
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
@@ -108,6 +109,14 @@ type Options struct {
 	XAPI             xapi.Options  // timeouts for the XAPI clients (TLS comes per pool)
 	// AttachWait bounds how long Attach waits for the first observation.
 	AttachWait time.Duration // default 5 s
+	// Epochs keeps each pool's epoch across restarts (nil: memory only).
+	Epochs EpochStore
+}
+
+// EpochStore keeps epochs durable; journal.Bolt is one.
+type EpochStore interface {
+	Epoch(pool string) (uint64, error)
+	SetEpoch(pool string, epoch uint64) error
 }
 
 // Manager owns the attached pools.
@@ -175,7 +184,15 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 		m.mu.Unlock()
 		return nil, false, invalid("members", "%v", err)
 	}
+	var epoch uint64
+	if m.opts.Epochs != nil {
+		if epoch, err = m.opts.Epochs.Epoch(spec.Name); err != nil {
+			m.mu.Unlock()
+			return nil, false, fmt.Errorf("pool %s: reading its epoch: %w", spec.Name, err)
+		}
+	}
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
+	w.epoch, w.epochs = epoch, m.opts.Epochs
 	m.pools[spec.Name] = w
 	m.mu.Unlock()
 	w.start()
@@ -289,4 +306,59 @@ func (m *Manager) Close() {
 		go func() { defer wg.Done(); w.stop() }()
 	}
 	wg.Wait()
+}
+
+// Handle is what decisions (fencing, election) need of one pool: its
+// current view, XAPI on its master and on each member, and its events.
+type Handle struct {
+	w *watcher
+}
+
+// Handle returns the handle of a pool, by name or UUID.
+func (m *Manager) Handle(id string) (*Handle, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	name, ok := m.resolve(id)
+	if !ok {
+		return nil, unknownPool(id)
+	}
+	return &Handle{w: m.pools[name]}, nil
+}
+
+// View is the pool's current view.
+func (h *Handle) View() *PoolView { return h.w.view.Load() }
+
+// Spec is how the pool was attached.
+func (h *Handle) Spec() PoolSpec { return h.w.spec }
+
+// Do runs fn on the pool master's XAPI, following the master once if it moved.
+func (h *Handle) Do(ctx context.Context, fn func(*xapi.Client) error) error {
+	return h.w.pool.Do(ctx, fn)
+}
+
+// MemberURL finds the XAPI URL of the member with this management address.
+func (h *Handle) MemberURL(address string) (string, bool) {
+	for _, m := range h.w.spec.Members {
+		if urlHost(m) == address {
+			return m, true
+		}
+	}
+	return "", false
+}
+
+// Probe asks one member (by management address) to log in.
+func (h *Handle) Probe(ctx context.Context, address string) xapi.Probe {
+	u, ok := h.MemberURL(address)
+	if !ok {
+		return xapi.Probe{URL: address, State: xapi.ProbeUnknown}
+	}
+	return h.w.pool.ProbeMember(ctx, u)
+}
+
+// Publish sends an event about this pool, stamped with its name, UUID and
+// current epoch.
+func (h *Handle) Publish(e Event) {
+	v := h.View()
+	e.Pool, e.PoolUUID, e.Epoch = v.Name, v.UUID, v.Epoch
+	h.w.hub.Publish(e)
 }

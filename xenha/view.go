@@ -36,6 +36,7 @@ type PoolView struct {
 
 	Master   MasterView
 	Hosts    []HostView // sorted by UUID
+	VMs      []VMView   // guest VMs (no control domains, templates or snapshots)
 	Claimers []string   // UUIDs (or URLs) of members answering as master
 	Warnings []Warning
 }
@@ -52,6 +53,25 @@ type HostView struct {
 	Ref                 string
 	Live, Enabled       bool
 	Probe               string // last probe's verdict, "" when not probed
+}
+
+// VMView is one guest VM.
+type VMView struct {
+	UUID, Name, Ref string
+	PowerState      string
+	ResidentOn      string // host UUID, "" when none
+	Protected       bool   // ha_restart_priority = restart
+}
+
+// ResidentOn lists the guest VMs the database places on a host.
+func (v *PoolView) ResidentOn(hostUUID string) []VMView {
+	var out []VMView
+	for _, vm := range v.VMs {
+		if vm.ResidentOn == hostUUID {
+			out = append(out, vm)
+		}
+	}
+	return out
 }
 
 // Eligibility says whether XenHA could be enabled now.
@@ -151,11 +171,21 @@ func derive(spec PoolSpec, ob observation, epoch uint64) *PoolView {
 			v.Master.Reachable = false // the last probe beats a stale connection
 		}
 	}
-	for _, vm := range st.vms {
-		if !vm.IsControlDomain && !vm.IsATemplate && !vm.IsASnapshot && vm.HARestartPriority == "restart" {
+	for ref, vm := range st.vms {
+		if vm.IsControlDomain || vm.IsATemplate || vm.IsASnapshot {
+			continue
+		}
+		vv := VMView{UUID: vm.UUID, Name: vm.NameLabel, Ref: string(ref), PowerState: vm.PowerState,
+			Protected: vm.HARestartPriority == "restart"}
+		if h, ok := st.hosts[vm.ResidentOn]; ok {
+			vv.ResidentOn = h.UUID
+		}
+		if vv.Protected {
 			v.ProtectedVMs++
 		}
+		v.VMs = append(v.VMs, vv)
 	}
+	sort.Slice(v.VMs, func(i, j int) bool { return v.VMs[i].UUID < v.VMs[j].UUID })
 	v.Eligibility = eligibility(st, v)
 	v.Controller = Decide(spec.Policy, true, v.HAEnabled)
 	v.Warnings = warnings(spec, v)

@@ -31,6 +31,7 @@ type watcher struct {
 	mu           sync.Mutex // guards what derive reads and the epoch
 	ob           observation
 	epoch        uint64
+	epochs       EpochStore // nil: memory only
 	demoted      bool // the last master said HOST_IS_SLAVE: someone designated another
 	cancelFollow context.CancelFunc
 
@@ -79,6 +80,11 @@ func (w *watcher) update(change func(ob *observation)) {
 	if cur.Observed && (!old.Observed || old.Controller != cur.Controller || old.Master.UUID != cur.Master.UUID) {
 		w.epoch++
 		cur.Epoch = w.epoch
+		if w.epochs != nil {
+			if err := w.epochs.SetEpoch(w.spec.Name, w.epoch); err != nil {
+				w.log.Error("cannot record the epoch", "epoch", w.epoch, "error", err)
+			}
+		}
 	}
 	cause := CauseUnknown
 	switch {

@@ -1,0 +1,354 @@
+// Package fencing makes dead hosts harmless: it gathers independent
+// witnesses, refuses to touch a host any trusted witness shows alive,
+// powers the host off through an ordered list of levels, each verified by
+// reading the result back, and only then resets the power state of the
+// VMs the pool still places on it, so CloudStack can restart them.
+//
+// Every step is journaled; a request id makes a fence idempotent; the
+// pool's epoch makes a request based on stale evidence fail.
+package fencing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// Errors the server maps to gRPC codes.
+var (
+	ErrUnknownHost  = errors.New("no such host in the pool")
+	ErrStaleEpoch   = errors.New("the request's epoch is older than the pool's")
+	ErrNoController = errors.New("nobody may act on this pool")
+)
+
+// Outcome is what a fence achieved.
+type Outcome string
+
+const (
+	Fenced       Outcome = "fenced"
+	Deferred     Outcome = "deferred_to_xenha"
+	RefusedAlive Outcome = "refused_host_alive"
+	Failed       Outcome = "failed"
+)
+
+// Level names, in the default order.
+const (
+	LevelBMC           = "bmc"            // the host's BMC (IPMI or Redfish): power off, read back
+	LevelXAPISoft      = "xapi-soft"      // host.disable + host.shutdown through the master
+	LevelHeartbeatWait = "heartbeat-wait" // wait out CloudStack's storage-heartbeat self-fence
+)
+
+// DefaultLevels is the order tried when a pool names none.
+var DefaultLevels = []string{LevelBMC, LevelXAPISoft, LevelHeartbeatWait}
+
+// Request asks for one host to be fenced.
+type Request struct {
+	Pool          *xenha.Handle
+	Host          string // UUID, name or address
+	RequestID     string
+	ExpectedEpoch uint64
+	DryRun        bool
+	Force         bool   // act even when a witness shows the host alive (journaled)
+	Device        Device // the host's BMC from the caller; nil: from configuration
+	Reason        string
+}
+
+// Step is one line of the decision trace.
+type Step struct {
+	Time   time.Time `json:"time"`
+	Step   string    `json:"step"`
+	Host   string    `json:"host,omitempty"`
+	Detail string    `json:"detail"`
+	OK     bool      `json:"ok"`
+}
+
+// VMReset reports one VM's power-state reset.
+type VMReset struct {
+	UUID  string `json:"uuid"`
+	Name  string `json:"name"`
+	Reset bool   `json:"reset"`
+	Error string `json:"error,omitempty"`
+}
+
+// Result is the answer to a Request.
+type Result struct {
+	PoolUUID       string    `json:"pool_uuid"`
+	HostUUID       string    `json:"host_uuid"`
+	Outcome        Outcome   `json:"outcome"`
+	Method         string    `json:"method,omitempty"`
+	VMResets       []VMReset `json:"vm_resets,omitempty"`
+	OutsideLiveset bool      `json:"outside_liveset"` // XenHA: host_metrics.live is false
+	VMsHalted      bool      `json:"vms_halted"`      // XenHA: no VM left running on it
+	Epoch          uint64    `json:"epoch"`
+	DryRun         bool      `json:"dry_run"`
+	Trace          []Step    `json:"trace"`
+}
+
+// Options tune a Fencer. Zero values get the defaults noted.
+type Options struct {
+	Journal journal.Store
+	Logger  hclog.Logger
+	// Devices returns the configured BMC of a host (nil when none).
+	Devices func(pool, hostUUID string) Device
+	// Levels returns a pool's fencing levels in order (DefaultLevels).
+	Levels func(pool string) []string
+
+	ProbeAttempts    int           // the bridge's own XAPI probes of the host (3)
+	ProbeSpacing     time.Duration // between them (500 ms)
+	HeartbeatFresh   time.Duration // a storage heartbeat younger than this shows the host alive (120 s, CloudStack's check)
+	HeartbeatTimeout time.Duration // CloudStack's xenheartbeat.sh self-fence timeout (120 s)
+	HeartbeatMargin  time.Duration // waited beyond that timeout (30 s)
+	VerifyTimeout    time.Duration // reading back a power-off (60 s)
+	PollInterval     time.Duration // between read-backs (1 s)
+	StormRatio       float64       // refuse when more than this share of the pool looks dead (0.5)
+	FenceDelay       time.Duration // wait, then look again, before acting (0)
+}
+
+// Fencer fences hosts, one at a time per host.
+type Fencer struct {
+	opts  Options
+	log   hclog.Logger
+	mu    sync.Mutex
+	locks map[string]chan struct{}
+}
+
+// New returns a Fencer.
+func New(opts Options) *Fencer {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if opts.ProbeAttempts <= 0 {
+		opts.ProbeAttempts = 3
+	}
+	def(&opts.ProbeSpacing, 500*time.Millisecond)
+	def(&opts.HeartbeatFresh, 120*time.Second)
+	def(&opts.HeartbeatTimeout, 120*time.Second)
+	def(&opts.HeartbeatMargin, 30*time.Second)
+	def(&opts.VerifyTimeout, 60*time.Second)
+	def(&opts.PollInterval, time.Second)
+	if opts.StormRatio <= 0 {
+		opts.StormRatio = 0.5
+	}
+	if opts.Devices == nil {
+		opts.Devices = func(string, string) Device { return nil }
+	}
+	if opts.Levels == nil {
+		opts.Levels = func(string) []string { return DefaultLevels }
+	}
+	return &Fencer{opts: opts, log: opts.Logger, locks: map[string]chan struct{}{}}
+}
+
+// lock serialises fences of one host; it gives up with the context.
+func (f *Fencer) lock(ctx context.Context, key string) (func(), error) {
+	f.mu.Lock()
+	ch, ok := f.locks[key]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		f.locks[key] = ch
+	}
+	f.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another fence of the same host: %w", ctx.Err())
+	}
+}
+
+// run is one fence in progress: its trace and journal lines.
+type run struct {
+	f      *Fencer
+	req    Request
+	view   *xenha.PoolView
+	host   xenha.HostView
+	res    *Result
+	device Device
+}
+
+func (r *run) step(step, detail string, ok bool) {
+	s := Step{Time: time.Now(), Step: step, Host: r.host.UUID, Detail: detail, OK: ok}
+	r.res.Trace = append(r.res.Trace, s)
+	r.f.log.Info("fence step", "pool", r.view.Name, "host", r.host.UUID, "request_id", r.req.RequestID,
+		"epoch", r.view.Epoch, "step", step, "ok", ok, "detail", detail)
+	if r.req.DryRun || r.f.opts.Journal == nil {
+		return
+	}
+	if _, err := r.f.opts.Journal.Append(journal.Entry{
+		Pool: r.view.Name, RequestID: r.req.RequestID, Kind: "fence", Step: step,
+		Host: r.host.UUID, Epoch: r.view.Epoch, OK: ok, Detail: detail,
+	}); err != nil {
+		r.f.log.Error("cannot journal a fence step", "error", err)
+	}
+}
+
+// Fence fences one host, or explains why not.
+func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
+	view := req.Pool.View()
+	host, ok := view.Host(req.Host)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q in pool %s", ErrUnknownHost, req.Host, view.Name)
+	}
+	if req.ExpectedEpoch > view.Epoch {
+		return nil, &xenha.InvalidArgumentError{Field: "expected_epoch",
+			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
+	}
+	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
+		return nil, fmt.Errorf("%w: request %d, pool %d", ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+	}
+	if res, ok := f.stored(view.Name, req); ok {
+		return res, nil
+	}
+	unlock, err := f.lock(ctx, view.Name+"/"+host.UUID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if res, ok := f.stored(view.Name, req); ok { // a duplicate finished while we waited
+		return res, nil
+	}
+	view = req.Pool.View() // fresher, now that we hold the host
+	host, _ = view.Host(host.UUID)
+	r := &run{f: f, req: req, view: view, host: host,
+		res: &Result{PoolUUID: view.UUID, HostUUID: host.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
+	r.step("request", fmt.Sprintf("fence %s (%s) requested; force=%v dry_run=%v reason=%q", host.Name, host.Address, req.Force, req.DryRun, req.Reason), true)
+
+	switch view.Controller {
+	case xenha.ControllerXenHA:
+		r.deferToXenHA()
+	case xenha.ControllerCloudStack:
+		if err := r.fence(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		r.step("controller", "nobody controls this pool (policy or unknown state): the bridge does not act", false)
+		return nil, fmt.Errorf("%w: pool %s has controller %s", ErrNoController, view.Name, view.Controller)
+	}
+	r.step("result", string(r.res.Outcome)+methodSuffix(r.res.Method), r.res.Outcome == Fenced || r.res.Outcome == Deferred)
+	if !req.DryRun && req.RequestID != "" && f.opts.Journal != nil {
+		if b, err := json.Marshal(r.res); err == nil {
+			if err := f.opts.Journal.SaveResult("fence", view.Name, req.RequestID, b); err != nil {
+				f.log.Error("cannot store a fence result", "error", err)
+			}
+		}
+	}
+	if r.res.Outcome == Fenced && !req.DryRun {
+		req.Pool.Publish(xenha.Event{Type: xenha.EventHostFenced, Host: host.UUID,
+			Message: fmt.Sprintf("Host %s was fenced (%s); %d VM(s) reset.", host.Name, r.res.Method, countResets(r.res.VMResets))})
+	}
+	return r.res, nil
+}
+
+func methodSuffix(m string) string {
+	if m == "" {
+		return ""
+	}
+	return " by " + m
+}
+
+func countResets(rs []VMReset) int {
+	n := 0
+	for _, r := range rs {
+		if r.Reset {
+			n++
+		}
+	}
+	return n
+}
+
+// stored returns the first result of a repeated request.
+func (f *Fencer) stored(pool string, req Request) (*Result, bool) {
+	if req.RequestID == "" || req.DryRun || f.opts.Journal == nil {
+		return nil, false
+	}
+	b, ok, err := f.opts.Journal.Result("fence", pool, req.RequestID)
+	if err != nil || !ok {
+		return nil, false
+	}
+	var res Result
+	if json.Unmarshal(b, &res) != nil {
+		return nil, false
+	}
+	return &res, true
+}
+
+// deferToXenHA reports what XenHA has done; the bridge never fences there.
+func (r *run) deferToXenHA() {
+	r.res.Outcome = Deferred
+	r.res.OutsideLiveset = !r.host.Live
+	halted := true
+	for _, vm := range r.view.ResidentOn(r.host.UUID) {
+		if vm.PowerState == "Running" {
+			halted = false
+		}
+	}
+	r.res.VMsHalted = halted
+	r.step("controller", fmt.Sprintf("XenHA controls this pool: the bridge never fences. Outside the liveset: %v; its VMs halted: %v.",
+		r.res.OutsideLiveset, halted), true)
+}
+
+// fence is the CloudStack-controlled path.
+func (r *run) fence(ctx context.Context) error {
+	r.device = r.req.Device
+	if r.device == nil {
+		r.device = r.f.opts.Devices(r.view.Name, r.host.UUID)
+	}
+	ev := r.witness(ctx)
+	if refusal := r.decide(ev); refusal != "" {
+		if strings.HasPrefix(refusal, "alive:") {
+			r.res.Outcome = RefusedAlive
+		} else {
+			r.res.Outcome = Failed
+		}
+		return nil
+	}
+	if d := r.f.opts.FenceDelay; d > 0 && !r.req.DryRun {
+		r.step("delay", fmt.Sprintf("waiting %s before acting, then looking again", d), true)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if again := r.witness(ctx); !r.req.Force && again.alive() != "" {
+			r.step("decision", "the host showed life during the fence delay: "+again.alive(), false)
+			r.res.Outcome = RefusedAlive
+			return nil
+		}
+	}
+	if r.req.DryRun {
+		r.plan()
+		r.res.Outcome = Fenced
+		return nil
+	}
+	if !r.powerOff(ctx, ev) {
+		r.res.Outcome = Failed
+		return nil
+	}
+	r.resetVMs(ctx)
+	r.res.Outcome = Fenced
+	return nil
+}
+
+// plan lists, for a dry run, what would be done.
+func (r *run) plan() {
+	r.step("plan", "levels in order: "+strings.Join(r.f.opts.Levels(r.view.Name), ", "), true)
+	vms := r.view.ResidentOn(r.host.UUID)
+	names := make([]string, 0, len(vms))
+	for _, vm := range vms {
+		names = append(names, vm.Name)
+	}
+	r.step("plan", fmt.Sprintf("then VM.power_state_reset for %d VM(s): %s", len(vms), strings.Join(names, ", ")), true)
+}

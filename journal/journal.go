@@ -1,0 +1,186 @@
+// Package journal is the bridge's durable memory: every step of a
+// destructive operation, the first result of each request id (so repeated
+// requests are idempotent), and each pool's epoch (so the fencing token
+// never goes backwards, even across restarts). The embedded store is bbolt;
+// a shared store for several management servers can implement Store later.
+package journal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Entry is one journaled step.
+type Entry struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Pool      string    `json:"pool"`
+	RequestID string    `json:"request_id,omitempty"`
+	Kind      string    `json:"kind"` // "fence", "elect", ...
+	Step      string    `json:"step"` // "witness", "decision", "power-off", "vm-reset", ...
+	Host      string    `json:"host,omitempty"`
+	Epoch     uint64    `json:"epoch"`
+	OK        bool      `json:"ok"`
+	Detail    string    `json:"detail"`
+}
+
+// Store is what the rest of the bridge needs from a journal.
+type Store interface {
+	Append(e Entry) (Entry, error)
+	Entries(pool string, after uint64, limit int) ([]Entry, error)
+	Result(kind, pool, requestID string) ([]byte, bool, error)
+	SaveResult(kind, pool, requestID string, result []byte) error
+	Epoch(pool string) (uint64, error)
+	SetEpoch(pool string, epoch uint64) error
+	Close() error
+}
+
+// ErrEpochBackwards is returned when an epoch would go down.
+var ErrEpochBackwards = errors.New("journal: an epoch never goes backwards")
+
+var (
+	bucketEntries = []byte("entries") // pool → seq → Entry
+	bucketResults = []byte("results") // kind/pool/request → result
+	bucketEpochs  = []byte("epochs")  // pool → epoch
+)
+
+// Bolt is the embedded Store.
+type Bolt struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens (or creates) the journal file. Only one process may hold it.
+func Open(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEntries, bucketResults, bucketEpochs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	return &Bolt{db: db, now: time.Now}, nil
+}
+
+// Close closes the file.
+func (j *Bolt) Close() error { return j.db.Close() }
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+// Append stores e with the next sequence number of its pool; the write is
+// synced before Append returns.
+func (j *Bolt) Append(e Entry) (Entry, error) {
+	if e.Pool == "" {
+		return e, errors.New("journal: an entry needs a pool")
+	}
+	if e.Time.IsZero() {
+		e.Time = j.now()
+	}
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketEntries).CreateBucketIfNotExists([]byte(e.Pool))
+		if err != nil {
+			return err
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		v, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		return b.Put(u64(seq), v)
+	})
+	return e, err
+}
+
+// Entries returns up to limit entries of a pool after a sequence number.
+func (j *Bolt) Entries(pool string, after uint64, limit int) ([]Entry, error) {
+	var out []Entry
+	err := j.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries).Bucket([]byte(pool))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("journal: entry %d of %s: %w", binary.BigEndian.Uint64(k), pool, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func resultKey(kind, pool, id string) []byte { return []byte(kind + "\x00" + pool + "\x00" + id) }
+
+// Result returns the stored result of a request, if any.
+func (j *Bolt) Result(kind, pool, requestID string) ([]byte, bool, error) {
+	var out []byte
+	err := j.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketResults).Get(resultKey(kind, pool, requestID)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, out != nil, err
+}
+
+// SaveResult keeps the first result of a request; later ones are ignored.
+func (j *Bolt) SaveResult(kind, pool, requestID string, result []byte) error {
+	return j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResults)
+		k := resultKey(kind, pool, requestID)
+		if b.Get(k) != nil {
+			return nil
+		}
+		return b.Put(k, result)
+	})
+}
+
+// Epoch returns a pool's last epoch (0 if none).
+func (j *Bolt) Epoch(pool string) (uint64, error) {
+	var n uint64
+	err := j.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketEpochs).Get([]byte(pool)); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// SetEpoch records a pool's epoch, refusing to go backwards.
+func (j *Bolt) SetEpoch(pool string, epoch uint64) error {
+	return j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEpochs)
+		if v := b.Get([]byte(pool)); len(v) == 8 && binary.BigEndian.Uint64(v) > epoch {
+			return fmt.Errorf("%w: %s at %d, asked %d", ErrEpochBackwards, pool, binary.BigEndian.Uint64(v), epoch)
+		}
+		return b.Put([]byte(pool), u64(epoch))
+	})
+}
