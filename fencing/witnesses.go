@@ -105,7 +105,7 @@ func (r *run) witness(ctx context.Context) evidence {
 }
 
 type beats struct {
-	Now      int64 `json:"now"`
+	Now      int64  `json:"now"`
 	HostUUID string `json:"host_uuid"`
 	Beats    []struct {
 		SR        string `json:"sr_uuid"`

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )

@@ -32,7 +32,7 @@ type watcher struct {
 	ob           observation
 	epoch        uint64
 	epochs       EpochStore // nil: memory only
-	demoted      bool // the last master said HOST_IS_SLAVE: someone designated another
+	demoted      bool       // the last master said HOST_IS_SLAVE: someone designated another
 	cancelFollow context.CancelFunc
 
 	kick   chan struct{} // asks the probe loop to probe now
