@@ -61,15 +61,63 @@ var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
 // Config is the whole configuration file.
 type Config struct {
 	// Listen is the gRPC listen address, host:port.
-	Listen string
-	Log    Log
-	TLS    ServerTLS
-	Auth   Auth
-	Events Events
+	Listen  string
+	Log     Log
+	TLS     ServerTLS
+	Auth    Auth
+	Events  Events
+	Journal Journal
 	// Pools are the pools watched from start-up. More may be attached at
 	// run time.
 	Pools []Pool
 }
+
+// Journal is where the bridge records every destructive step, the result
+// of each request id and each pool's epoch.
+type Journal struct {
+	// Path of the embedded journal file (bbolt). Default
+	// /var/lib/xenha-bridge/journal.db.
+	Path string
+}
+
+// DefaultJournalPath is Journal.Path's default.
+const DefaultJournalPath = "/var/lib/xenha-bridge/journal.db"
+
+// Fencing tunes how the bridge fences the hosts of a pool it controls.
+type Fencing struct {
+	// Levels are tried in order: bmc, xapi-soft, heartbeat-wait.
+	Levels []string
+	// Delay is waited (and the witnesses asked again) before acting.
+	Delay time.Duration
+	// StormPercent: refuse to fence when more than this share of the pool
+	// looks dead at once (the fault is likely the bridge's). Default 50.
+	StormPercent int
+	// HeartbeatTimeout is CloudStack's xenserver.heartbeat.timeout.
+	HeartbeatTimeout time.Duration
+	// BMCs are the hosts' out-of-band controllers.
+	BMCs []BMC
+}
+
+// BMC is one host's out-of-band controller.
+type BMC struct {
+	// Host is the host's UUID, name or management address.
+	Host string
+	// Driver is ipmi or redfish.
+	Driver string
+	// Address is host:port for IPMI, a base URL for Redfish.
+	Address  string
+	Username string
+	// PasswordFile holds the BMC password.
+	PasswordFile string
+
+	password *secret
+}
+
+// Password returns the BMC password read from PasswordFile.
+func (b *BMC) Password() string { return b.password.reveal() }
+
+// FencingLevels lists the valid level names.
+var FencingLevels = []string{"bmc", "xapi-soft", "heartbeat-wait"}
 
 // Log configures logging.
 type Log struct {
@@ -154,6 +202,7 @@ type Pool struct {
 	// ProbeInterval is how often every member is probed.
 	ProbeInterval time.Duration
 	TLS           PoolTLS
+	Fencing       Fencing
 
 	password *secret
 }
@@ -185,6 +234,11 @@ func defaultPool() Pool {
 		Policy:         PolicyAuto,
 		StorageTimeout: DefaultStorageTimeout,
 		ProbeInterval:  DefaultProbeInterval,
+		Fencing: Fencing{
+			Levels:           append([]string(nil), FencingLevels...),
+			StormPercent:     50,
+			HeartbeatTimeout: 120 * time.Second,
+		},
 	}
 }
 
@@ -244,9 +298,10 @@ func formatRedacted(f fmt.State, verb rune, viewName, realName string, view any)
 // 127.0.0.1:50051 in plaintext, log at info, default event limits, no pools.
 func Default() *Config {
 	return &Config{
-		Listen: DefaultListen,
-		Log:    Log{Level: DefaultLogLevel},
-		Events: Events{Retention: DefaultRetention, SubscriberBuffer: DefaultSubscriberBuffer},
+		Listen:  DefaultListen,
+		Log:     Log{Level: DefaultLogLevel},
+		Events:  Events{Retention: DefaultRetention, SubscriberBuffer: DefaultSubscriberBuffer},
+		Journal: Journal{Path: DefaultJournalPath},
 	}
 }
 

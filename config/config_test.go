@@ -64,7 +64,8 @@ func TestParseFull(t *testing.T) {
 			ClientCAFile: filepath.Join(dir, "ca.pem"),
 		},
 		Auth:   Auth{TokenFile: filepath.Join(dir, "token"), token: newSecret(testToken)},
-		Events: Events{Retention: 5000, SubscriberBuffer: 64},
+		Events:  Events{Retention: 5000, SubscriberBuffer: 64},
+		Journal: Journal{Path: DefaultJournalPath},
 		Pools: []Pool{{
 			Name:           "cluster-a",
 			Members:        []string{"https://10.0.0.11", "https://10.0.0.12:8443/"},
@@ -77,6 +78,7 @@ func TestParseFull(t *testing.T) {
 				CAFile:    filepath.Join(dir, "ca.pem"),
 				PinSHA256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
 			},
+			Fencing:  defaultPool().Fencing,
 			password: newSecret(testPassword),
 		}, {
 			Name:           "lab.pool_2",
@@ -87,6 +89,7 @@ func TestParseFull(t *testing.T) {
 			StorageTimeout: DefaultStorageTimeout,
 			ProbeInterval:  DefaultProbeInterval,
 			TLS:            PoolTLS{AllowPlainHTTP: true},
+			Fencing:        defaultPool().Fencing,
 			password:       newSecret(testPassword),
 		}},
 	}
@@ -126,7 +129,8 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Listen: "127.0.0.1:50051",
 		Log:    Log{Level: "info"},
-		Events: Events{Retention: 10000, SubscriberBuffer: 1024},
+		Events:  Events{Retention: 10000, SubscriberBuffer: 1024},
+		Journal: Journal{Path: DefaultJournalPath},
 	}
 	if !reflect.DeepEqual(def, want) {
 		t.Fatalf("Default() = %+v, want %+v", def, want)
@@ -769,6 +773,44 @@ func TestErrorFormat(t *testing.T) {
 	} {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestFencingSettings(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "pw", []byte(testPassword+"\n"), 0o600)
+	writeFile(t, dir, "bmc", []byte("bmc-Secret-1\n"), 0o600)
+	writeFile(t, dir, "open", []byte("bmc-Secret-2\n"), 0o644)
+	base := "pools:\n- name: a\n  members: [https://10.0.0.1]\n  username: root\n  password_file: pw\n  fencing:\n"
+	cfg, err := Parse([]byte(base+"    levels: [heartbeat-wait, bmc]\n    delay: 5s\n    storm_percent: 40\n    bmcs:\n    - {host: 10.0.0.1, driver: redfish, address: 'https://10.0.1.1', username: admin, password_file: bmc}\n"), "c.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Pools[0].Fencing
+	if !slices.Equal(f.Levels, []string{"heartbeat-wait", "bmc"}) || f.Delay != 5*time.Second || f.StormPercent != 40 ||
+		len(f.BMCs) != 1 || f.BMCs[0].Password() != "bmc-Secret-1" || f.BMCs[0].PasswordFile != filepath.Join(dir, "bmc") {
+		t.Fatalf("fencing %+v", f)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg); strings.Contains(s, "bmc-Secret-1") {
+		t.Fatal("the BMC password prints")
+	}
+	for body, want := range map[string]string{
+		"    levels: [bmc, teleport]\n":                    "pools[0].fencing.levels[1]",
+		"    levels: []\n":                                 "pools[0].fencing.levels",
+		"    storm_percent: 0\n":                           "pools[0].fencing.storm_percent",
+		"    delay: 1h\n":                                  "pools[0].fencing.delay",
+		"    bmcs:\n    - {host: h, driver: ilo, address: x, username: u, password_file: bmc}\n": "pools[0].fencing.bmcs[0].driver",
+		"    bmcs:\n    - {host: h, driver: ipmi, address: x, username: u, password_file: open}\n": "pools[0].fencing.bmcs[0].password_file",
+		"    bmcs:\n    - {driver: ipmi, address: x, username: u, password_file: bmc}\n": "pools[0].fencing.bmcs[0].host",
+		"    bmc: {}\n": `unknown key "bmc"`,
+	} {
+		_, err := Parse([]byte(base+body), "c.yaml", dir)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want an error naming %s, got %v", body, want, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "bmc-Secret") {
+			t.Errorf("a BMC password in an error: %v", err)
 		}
 	}
 }

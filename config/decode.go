@@ -449,7 +449,47 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 				"subscriber_buffer": func(v *yaml.Node, p string) { d.setInt(&c.Events.SubscriberBuffer, v, p) },
 			})
 		},
+		"journal": func(v *yaml.Node, p string) {
+			d.object(v, p, "the journal settings", map[string]func(*yaml.Node, string){
+				"path": func(v *yaml.Node, p string) { d.setStr(&c.Journal.Path, v, p) },
+			})
+		},
 		"pools": func(v *yaml.Node, p string) { c.Pools = d.pools(v, p) },
+	})
+}
+
+func (d *decoder) fencing(v *yaml.Node, path string, f *Fencing) {
+	d.object(v, path, "the pool's fencing settings", map[string]func(*yaml.Node, string){
+		"levels": func(v *yaml.Node, fp string) {
+			if l, ok := d.strings(v, fp); ok {
+				f.Levels = l
+			}
+		},
+		"delay":             func(v *yaml.Node, fp string) { d.setDuration(&f.Delay, v, fp) },
+		"storm_percent":     func(v *yaml.Node, fp string) { d.setInt(&f.StormPercent, v, fp) },
+		"heartbeat_timeout": func(v *yaml.Node, fp string) { d.setDuration(&f.HeartbeatTimeout, v, fp) },
+		"bmcs": func(v *yaml.Node, fp string) {
+			if v.Kind != yaml.SequenceNode {
+				d.r.fieldf(fp, "expected a list of BMCs (each starting with \"- host: ...\"), got %s", describe(v))
+				return
+			}
+			for i, item := range v.Content {
+				if !d.spend() {
+					return
+				}
+				ip := index(fp, i)
+				d.r.lines[ip] = item.Line
+				var b BMC
+				d.object(item, ip, "a BMC", map[string]func(*yaml.Node, string){
+					"host":          func(v *yaml.Node, p string) { d.setStr(&b.Host, v, p) },
+					"driver":        func(v *yaml.Node, p string) { d.setStr(&b.Driver, v, p) },
+					"address":       func(v *yaml.Node, p string) { d.setStr(&b.Address, v, p) },
+					"username":      func(v *yaml.Node, p string) { d.setStr(&b.Username, v, p) },
+					"password_file": func(v *yaml.Node, p string) { d.setStr(&b.PasswordFile, v, p) },
+				})
+				f.BMCs = append(f.BMCs, b)
+			}
+		},
 	})
 }
 
@@ -491,6 +531,7 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 		"policy":          func(v *yaml.Node, fp string) { d.setStr(&p.Policy, v, fp) },
 		"storage_timeout": func(v *yaml.Node, fp string) { d.setDuration(&p.StorageTimeout, v, fp) },
 		"probe_interval":  func(v *yaml.Node, fp string) { d.setDuration(&p.ProbeInterval, v, fp) },
+		"fencing":         func(v *yaml.Node, fp string) { d.fencing(v, fp, &p.Fencing) },
 		"tls": func(v *yaml.Node, fp string) {
 			d.object(v, fp, "the pool's TLS settings", map[string]func(*yaml.Node, string){
 				"ca_file":          func(v *yaml.Node, fp string) { d.setStr(&p.TLS.CAFile, v, fp) },
@@ -537,8 +578,12 @@ func (c *Config) resolvePaths(baseDir string) {
 	res(&c.TLS.KeyFile)
 	res(&c.TLS.ClientCAFile)
 	res(&c.Auth.TokenFile)
+	res(&c.Journal.Path)
 	for i := range c.Pools {
 		res(&c.Pools[i].PasswordFile)
 		res(&c.Pools[i].TLS.CAFile)
+		for j := range c.Pools[i].Fencing.BMCs {
+			res(&c.Pools[i].Fencing.BMCs[j].PasswordFile)
+		}
 	}
 }

@@ -21,6 +21,11 @@ var schemaKeys = []string{
 	"pools", "pools[].name", "pools[].members", "pools[].username", "pools[].password_file",
 	"pools[].policy", "pools[].storage_timeout", "pools[].probe_interval",
 	"pools[].tls", "pools[].tls.ca_file", "pools[].tls.pin_sha256", "pools[].tls.allow_plain_http",
+	"journal", "journal.path",
+	"pools[].fencing", "pools[].fencing.levels", "pools[].fencing.delay", "pools[].fencing.storm_percent",
+	"pools[].fencing.heartbeat_timeout", "pools[].fencing.bmcs", "pools[].fencing.bmcs[].host",
+	"pools[].fencing.bmcs[].driver", "pools[].fencing.bmcs[].address", "pools[].fencing.bmcs[].username",
+	"pools[].fencing.bmcs[].password_file",
 }
 
 // TestExampleYAML checks that example.yaml, with its /etc/xenha-bridge/
@@ -40,6 +45,8 @@ func TestExampleYAML(t *testing.T) {
 	writeFile(t, dir, "token", []byte(testToken+"\n"), 0o600)
 	writeFile(t, dir, "cluster-a.password", []byte(testPassword+"\n"), 0o640)
 	writeFile(t, dir, "cluster-b.password", []byte("other\n"), 0o600)
+	writeFile(t, dir, "bmc-10.0.0.11.password", []byte("ipmi-secret\n"), 0o600)
+	writeFile(t, dir, "bmc-10.0.0.12.password", []byte("redfish-secret\n"), 0o600)
 	doc := strings.ReplaceAll(string(example), "/etc/xenha-bridge/", dir+"/")
 	path := writeFile(t, dir, "config.yaml", []byte(doc), 0o644)
 
@@ -48,7 +55,9 @@ func TestExampleYAML(t *testing.T) {
 		t.Fatalf("example.yaml: %v", err)
 	}
 	if len(cfg.Pools) != 2 || cfg.Pools[0].Name != "cluster-a" || cfg.Pools[0].Password() != testPassword ||
-		cfg.Auth.Token() != testToken || !cfg.TLS.MutualTLS() || cfg.Pools[1].Password() != "other" {
+		cfg.Auth.Token() != testToken || !cfg.TLS.MutualTLS() || cfg.Pools[1].Password() != "other" ||
+		len(cfg.Pools[0].Fencing.BMCs) != 2 || cfg.Pools[0].Fencing.BMCs[0].Password() != "ipmi-secret" ||
+		cfg.Journal.Path != filepath.Join(dir, "journal.db") && !strings.HasPrefix(cfg.Journal.Path, "/var/lib") {
 		t.Errorf("example.yaml loaded as %+v", cfg)
 	}
 
@@ -74,7 +83,7 @@ func TestExampleYAML(t *testing.T) {
 				walk(n.Content[i+1], p)
 			}
 		case yaml.SequenceNode:
-			if path == "pools" {
+			if path == "pools" || path == "pools[].fencing.bmcs" {
 				for _, c := range n.Content {
 					walk(c, path+"[]")
 				}

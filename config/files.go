@@ -59,6 +59,20 @@ func (c *Config) loadFiles(r *reporter) {
 		if p.TLS.CAFile != "" {
 			checkCAFile(r, join(path, "tls.ca_file"), p.TLS.CAFile)
 		}
+		for j := range p.Fencing.BMCs {
+			b := &p.Fencing.BMCs[j]
+			field := join(index(join(path, "fencing.bmcs"), j), "password_file")
+			if b.PasswordFile == "" {
+				continue // reported by validate
+			}
+			if raw, ok := readFile(r, field, b.PasswordFile, true, maxSecretFileSize); ok {
+				if pw := strings.TrimRight(string(raw), "\r\n"); pw == "" {
+					r.fieldf(field, "%s is empty: it must hold the BMC password", b.PasswordFile)
+				} else {
+					b.password = newSecret(pw)
+				}
+			}
+		}
 	}
 }
 

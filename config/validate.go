@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks the configuration's values: listen address, log level,
@@ -175,6 +176,7 @@ func (p *Pool) validate(r *reporter, path string, checkPassword bool) {
 	if p.ProbeInterval < MinProbeInterval {
 		r.fieldf(f("probe_interval"), "must be at least %s (got %s)", MinProbeInterval, p.ProbeInterval)
 	}
+	p.Fencing.validate(r, f("fencing"))
 	if p.TLS.PinSHA256 != "" && !validPin(p.TLS.PinSHA256) {
 		r.fieldf(f("tls.pin_sha256"), "%s is not a SHA-256 fingerprint: 64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256)",
 			quoteShort(p.TLS.PinSHA256))
@@ -248,4 +250,54 @@ func displayURL(raw string) string {
 		return raw[:start] + "[redacted]@" + raw[start+at+1:]
 	}
 	return raw
+}
+
+func (fc *Fencing) validate(r *reporter, path string) {
+	f := func(name string) string { return join(path, name) }
+	seen := map[string]bool{}
+	for i, l := range fc.Levels {
+		if !slices.Contains(FencingLevels, l) {
+			r.fieldf(index(f("levels"), i), "%s is not a fencing level: use bmc, xapi-soft or heartbeat-wait", quoteShort(l))
+		}
+		if seen[l] {
+			r.fieldf(index(f("levels"), i), "%s is listed twice", quoteShort(l))
+		}
+		seen[l] = true
+	}
+	if len(fc.Levels) == 0 {
+		r.fieldf(f("levels"), "name at least one level: bmc, xapi-soft, heartbeat-wait")
+	}
+	if fc.Delay < 0 || fc.Delay > 10*time.Minute {
+		r.fieldf(f("delay"), "must be between 0s and 10m (got %s)", fc.Delay)
+	}
+	if fc.StormPercent < 1 || fc.StormPercent > 100 {
+		r.fieldf(f("storm_percent"), "must be between 1 and 100 (got %d)", fc.StormPercent)
+	}
+	if fc.HeartbeatTimeout < 10*time.Second || fc.HeartbeatTimeout > time.Hour {
+		r.fieldf(f("heartbeat_timeout"), "must be between 10s and 1h (got %s)", fc.HeartbeatTimeout)
+	}
+	hosts := map[string]int{}
+	for i, b := range fc.BMCs {
+		bp := index(f("bmcs"), i)
+		if b.Host == "" {
+			r.fieldf(join(bp, "host"), "is required: the host's UUID, name or management address")
+		} else if j, dup := hosts[b.Host]; dup {
+			r.fieldf(join(bp, "host"), "%s already has a BMC (bmcs[%d])", quoteShort(b.Host), j)
+		}
+		hosts[b.Host] = i
+		switch b.Driver {
+		case "ipmi", "redfish":
+		default:
+			r.fieldf(join(bp, "driver"), "%s is not a BMC driver: use ipmi or redfish", quoteShort(b.Driver))
+		}
+		if b.Address == "" {
+			r.fieldf(join(bp, "address"), "is required: host:port for IPMI, a URL for Redfish")
+		}
+		if b.Username == "" {
+			r.fieldf(join(bp, "username"), "is required")
+		}
+		if b.PasswordFile == "" {
+			r.fieldf(join(bp, "password_file"), "is required: the file holding the BMC password")
+		}
+	}
 }
