@@ -63,7 +63,7 @@ func TestParseFull(t *testing.T) {
 			KeyFile:      filepath.Join(dir, "tls.key"),
 			ClientCAFile: filepath.Join(dir, "ca.pem"),
 		},
-		Auth:   Auth{TokenFile: filepath.Join(dir, "token"), token: newSecret(testToken)},
+		Auth:    Auth{TokenFile: filepath.Join(dir, "token"), token: newSecret(testToken)},
 		Events:  Events{Retention: 5000, SubscriberBuffer: 64},
 		Journal: Journal{Path: DefaultJournalPath},
 		Pools: []Pool{{
@@ -127,8 +127,8 @@ func TestParseFull(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	def := Default()
 	want := &Config{
-		Listen: "127.0.0.1:50051",
-		Log:    Log{Level: "info"},
+		Listen:  "127.0.0.1:50051",
+		Log:     Log{Level: "info"},
 		Events:  Events{Retention: 10000, SubscriberBuffer: 1024},
 		Journal: Journal{Path: DefaultJournalPath},
 	}
@@ -796,13 +796,13 @@ func TestFencingSettings(t *testing.T) {
 		t.Fatal("the BMC password prints")
 	}
 	for body, want := range map[string]string{
-		"    levels: [bmc, teleport]\n":                    "pools[0].fencing.levels[1]",
-		"    levels: []\n":                                 "pools[0].fencing.levels",
-		"    storm_percent: 0\n":                           "pools[0].fencing.storm_percent",
-		"    delay: 1h\n":                                  "pools[0].fencing.delay",
-		"    bmcs:\n    - {host: h, driver: ilo, address: x, username: u, password_file: bmc}\n": "pools[0].fencing.bmcs[0].driver",
+		"    levels: [bmc, teleport]\n": "pools[0].fencing.levels[1]",
+		"    levels: []\n":              "pools[0].fencing.levels",
+		"    storm_percent: 0\n":        "pools[0].fencing.storm_percent",
+		"    delay: 1h\n":               "pools[0].fencing.delay",
+		"    bmcs:\n    - {host: h, driver: ilo, address: x, username: u, password_file: bmc}\n":   "pools[0].fencing.bmcs[0].driver",
 		"    bmcs:\n    - {host: h, driver: ipmi, address: x, username: u, password_file: open}\n": "pools[0].fencing.bmcs[0].password_file",
-		"    bmcs:\n    - {driver: ipmi, address: x, username: u, password_file: bmc}\n": "pools[0].fencing.bmcs[0].host",
+		"    bmcs:\n    - {driver: ipmi, address: x, username: u, password_file: bmc}\n":           "pools[0].fencing.bmcs[0].host",
 		"    bmc: {}\n": `unknown key "bmc"`,
 	} {
 		_, err := Parse([]byte(base+body), "c.yaml", dir)
