@@ -98,9 +98,9 @@ type Options struct {
 	Journal journal.Store
 	Logger  hclog.Logger
 	// Devices returns the configured BMC of a host (nil when none).
-	Devices func(pool, hostUUID string) Device
-	// Levels returns a pool's fencing levels in order (DefaultLevels).
-	Levels func(pool string) []string
+	Devices func(pool string, host xenha.HostView) Device
+	// Pool returns a pool's own settings; zero fields take the defaults below.
+	Pool func(pool string) PoolOptions
 
 	ProbeAttempts    int           // the bridge's own XAPI probes of the host (3)
 	ProbeSpacing     time.Duration // between them (500 ms)
@@ -111,6 +111,34 @@ type Options struct {
 	PollInterval     time.Duration // between read-backs (1 s)
 	StormRatio       float64       // refuse when more than this share of the pool looks dead (0.5)
 	FenceDelay       time.Duration // wait, then look again, before acting (0)
+	Levels           []string      // in order (DefaultLevels)
+}
+
+// PoolOptions are the settings a pool's configuration may override.
+type PoolOptions struct {
+	Levels           []string
+	FenceDelay       time.Duration
+	StormRatio       float64
+	HeartbeatTimeout time.Duration
+}
+
+// settings merges a pool's own options over the Fencer's.
+func (f *Fencer) settings(pool string) Options {
+	o := f.opts
+	p := f.opts.Pool(pool)
+	if len(p.Levels) > 0 {
+		o.Levels = p.Levels
+	}
+	if p.FenceDelay > 0 {
+		o.FenceDelay = p.FenceDelay
+	}
+	if p.StormRatio > 0 {
+		o.StormRatio = p.StormRatio
+	}
+	if p.HeartbeatTimeout > 0 {
+		o.HeartbeatTimeout = p.HeartbeatTimeout
+	}
+	return o
 }
 
 // Fencer fences hosts, one at a time per host.
@@ -144,10 +172,13 @@ func New(opts Options) *Fencer {
 		opts.StormRatio = 0.5
 	}
 	if opts.Devices == nil {
-		opts.Devices = func(string, string) Device { return nil }
+		opts.Devices = func(string, xenha.HostView) Device { return nil }
 	}
-	if opts.Levels == nil {
-		opts.Levels = func(string) []string { return DefaultLevels }
+	if opts.Pool == nil {
+		opts.Pool = func(string) PoolOptions { return PoolOptions{} }
+	}
+	if len(opts.Levels) == 0 {
+		opts.Levels = DefaultLevels
 	}
 	return &Fencer{opts: opts, log: opts.Logger, locks: map[string]chan struct{}{}}
 }
@@ -172,6 +203,7 @@ func (f *Fencer) lock(ctx context.Context, key string) (func(), error) {
 // run is one fence in progress: its trace and journal lines.
 type run struct {
 	f      *Fencer
+	o      Options // the Fencer's options with the pool's own over them
 	req    Request
 	view   *xenha.PoolView
 	host   xenha.HostView
@@ -222,7 +254,7 @@ func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
 	}
 	view = req.Pool.View() // fresher, now that we hold the host
 	host, _ = view.Host(host.UUID)
-	r := &run{f: f, req: req, view: view, host: host,
+	r := &run{f: f, o: f.settings(view.Name), req: req, view: view, host: host,
 		res: &Result{PoolUUID: view.UUID, HostUUID: host.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
 	r.step("request", fmt.Sprintf("fence %s (%s) requested; force=%v dry_run=%v reason=%q", host.Name, host.Address, req.Force, req.DryRun, req.Reason), true)
 
@@ -304,7 +336,7 @@ func (r *run) deferToXenHA() {
 func (r *run) fence(ctx context.Context) error {
 	r.device = r.req.Device
 	if r.device == nil {
-		r.device = r.f.opts.Devices(r.view.Name, r.host.UUID)
+		r.device = r.f.opts.Devices(r.view.Name, r.host)
 	}
 	ev := r.witness(ctx)
 	if refusal := r.decide(ev); refusal != "" {
@@ -315,7 +347,7 @@ func (r *run) fence(ctx context.Context) error {
 		}
 		return nil
 	}
-	if d := r.f.opts.FenceDelay; d > 0 && !r.req.DryRun {
+	if d := r.o.FenceDelay; d > 0 && !r.req.DryRun {
 		r.step("delay", fmt.Sprintf("waiting %s before acting, then looking again", d), true)
 		select {
 		case <-time.After(d):
@@ -344,7 +376,7 @@ func (r *run) fence(ctx context.Context) error {
 
 // plan lists, for a dry run, what would be done.
 func (r *run) plan() {
-	r.step("plan", "levels in order: "+strings.Join(r.f.opts.Levels(r.view.Name), ", "), true)
+	r.step("plan", "levels in order: "+strings.Join(r.o.Levels, ", "), true)
 	vms := r.view.ResidentOn(r.host.UUID)
 	names := make([]string, 0, len(vms))
 	for _, vm := range vms {

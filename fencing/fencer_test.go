@@ -100,9 +100,9 @@ func newEnv(t *testing.T, hosts int, policy xenha.Policy, opts Options) *env {
 	if opts.VerifyTimeout == 0 {
 		opts.VerifyTimeout = 3 * time.Second
 	}
-	opts.Devices = func(pool, uuid string) Device {
+	opts.Devices = func(pool string, host xenha.HostView) Device {
 		for i, h := range info.Hosts {
-			if h.UUID == uuid {
+			if h.UUID == host.UUID {
 				if d, ok := e.devices[i]; ok {
 					return d
 				}
@@ -371,7 +371,7 @@ func TestLevelsFallThrough(t *testing.T) {
 	})
 	t.Run("a power-off that never reads back off fails the level", func(t *testing.T) {
 		e := newEnv(t, 3, xenha.PolicyAuto, Options{VerifyTimeout: 300 * time.Millisecond,
-			Levels: func(string) []string { return []string{LevelBMC} }})
+			Levels: []string{LevelBMC}})
 		dev := e.bmc(2)
 		e.hang(2)
 		dev.stuckOn = true

@@ -17,7 +17,7 @@ func (r *run) powerOff(ctx context.Context, ev evidence) bool {
 		r.step("level:"+LevelBMC, "the BMC already reports the host off: counted as fenced", true)
 		return true
 	}
-	for _, level := range r.f.opts.Levels(r.view.Name) {
+	for _, level := range r.o.Levels {
 		if ctx.Err() != nil {
 			r.step("level:"+level, "no time left: "+ctx.Err().Error(), false)
 			return false
@@ -90,7 +90,7 @@ func (r *run) xapiSoft(ctx context.Context) error {
 		} else {
 			quiet = 0
 		}
-		return quiet >= r.f.opts.ProbeAttempts, "probe: " + p.State.String()
+		return quiet >= r.o.ProbeAttempts, "probe: " + p.State.String()
 	})
 }
 
@@ -101,9 +101,9 @@ func (r *run) heartbeatWait(ctx context.Context, ev evidence) error {
 	if !ev.hbKnown || ev.hbLast == 0 {
 		return errors.New("the storage heartbeat cannot be read, so its self-fence cannot be confirmed")
 	}
-	deadline := ev.hbLast + int64((r.f.opts.HeartbeatTimeout+r.f.opts.HeartbeatMargin)/time.Second)
+	deadline := ev.hbLast + int64((r.o.HeartbeatTimeout+r.o.HeartbeatMargin)/time.Second)
 	r.step("level:"+LevelHeartbeatWait, fmt.Sprintf("waiting until %s on the peer's clock (last beat + %s + %s)",
-		time.Unix(deadline, 0).UTC().Format(time.RFC3339), r.f.opts.HeartbeatTimeout, r.f.opts.HeartbeatMargin), true)
+		time.Unix(deadline, 0).UTC().Format(time.RFC3339), r.o.HeartbeatTimeout, r.o.HeartbeatMargin), true)
 	for {
 		now, last, _, err := r.readHeartbeat(ctx)
 		switch {
@@ -116,7 +116,7 @@ func (r *run) heartbeatWait(ctx context.Context, ev evidence) error {
 			return nil
 		}
 		select {
-		case <-time.After(r.f.opts.PollInterval):
+		case <-time.After(r.o.PollInterval):
 		case <-ctx.Done():
 			return fmt.Errorf("the deadline came before the self-fence timeout: %w", ctx.Err())
 		}
@@ -125,7 +125,7 @@ func (r *run) heartbeatWait(ctx context.Context, ev evidence) error {
 
 // verify polls check until it holds or VerifyTimeout passes.
 func (r *run) verify(ctx context.Context, check func(context.Context) (bool, string)) error {
-	ctx, cancel := context.WithTimeout(ctx, r.f.opts.VerifyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.o.VerifyTimeout)
 	defer cancel()
 	var last string
 	for {
@@ -136,9 +136,9 @@ func (r *run) verify(ctx context.Context, check func(context.Context) (bool, str
 			return nil
 		}
 		select {
-		case <-time.After(r.f.opts.PollInterval):
+		case <-time.After(r.o.PollInterval):
 		case <-ctx.Done():
-			return fmt.Errorf("not confirmed within %s (last: %s)", r.f.opts.VerifyTimeout, last)
+			return fmt.Errorf("not confirmed within %s (last: %s)", r.o.VerifyTimeout, last)
 		}
 	}
 }

@@ -60,12 +60,12 @@ func (e evidence) deadWitnesses() []string {
 
 // witness asks every witness it can reach.
 func (r *run) witness(ctx context.Context) evidence {
-	ev := evidence{liveFalse: !r.host.Live, hbFresh: r.f.opts.HeartbeatFresh}
+	ev := evidence{liveFalse: !r.host.Live, hbFresh: r.o.HeartbeatFresh}
 	// 1. The bridge's own XAPI probes: one failure is never enough.
-	for i := range r.f.opts.ProbeAttempts {
+	for i := range r.o.ProbeAttempts {
 		if i > 0 {
 			select {
-			case <-time.After(r.f.opts.ProbeSpacing):
+			case <-time.After(r.o.ProbeSpacing):
 			case <-ctx.Done():
 			}
 		}
@@ -167,7 +167,7 @@ func (r *run) heartbeat(ctx context.Context, ev *evidence) {
 		return
 	}
 	ev.hbAge = time.Duration(now-last) * time.Second
-	r.step("witness:heartbeat", fmt.Sprintf("last storage heartbeat %s ago (read through %s)", ev.hbAge, ev.hbPeer), ev.hbAge >= r.f.opts.HeartbeatFresh)
+	r.step("witness:heartbeat", fmt.Sprintf("last storage heartbeat %s ago (read through %s)", ev.hbAge, ev.hbPeer), ev.hbAge >= r.o.HeartbeatFresh)
 }
 
 func (r *run) hostName(ref string) string {
@@ -203,7 +203,7 @@ func (r *run) decide(ev evidence) string {
 			dead++
 		}
 	}
-	if n := len(r.view.Hosts); n >= 3 && float64(dead) > r.f.opts.StormRatio*float64(n) {
+	if n := len(r.view.Hosts); n >= 3 && float64(dead) > r.o.StormRatio*float64(n) {
 		if out := refuse(fmt.Sprintf("fencing storm guard: %d of %d hosts look dead at once; the fault is likely on the bridge's side", dead, n)); out != "" {
 			return out
 		}
