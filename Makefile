@@ -56,12 +56,14 @@ proto-check: proto
 	done
 	@git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto and commit"; exit 1; }
 
-test-go:
-	$(GO) test -race -count=1 ./...
+# The Go tests drive real peers: sushy-emulator (Redfish, from .venv) and
+# ipmi_sim (IPMI, Debian's openipmi; .ci/run installs it).
+test-go: $(VENV)/.installed
+	XENHA_VENV=$(abspath $(VENV)) $(GO) test -race -count=1 ./...
 
-$(VENV)/.installed: tests/python/requirements.txt
+$(VENV)/.installed: tests/python/requirements.txt tests/redfish/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt -r tests/redfish/requirements.txt
 	touch $@
 
 test-python: build $(GRPCURL) $(VENV)/.installed

@@ -1,18 +1,13 @@
 package xapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"time"
+
+	"github.com/cloudstack-xenha/xenha-bridge/internal/tlstrust"
 )
 
 // TLSOptions say how a host's certificate is trusted. xapi hosts usually
@@ -34,70 +29,17 @@ type TLSOptions struct {
 	AllowPlainHTTP bool
 }
 
-// tlsConfig builds the client TLS configuration. It never turns
-// verification off without putting the pin check in its place.
+// tlsConfig builds the client TLS configuration (see internal/tlstrust).
 func (o TLSOptions) tlsConfig() (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CAFile != "" || len(o.CAPEM) > 0 {
-		roots := x509.NewCertPool()
-		if o.CAFile != "" {
-			pem, err := os.ReadFile(o.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("xapi: read CA file: %w", err)
-			}
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("xapi: CA file %s holds no PEM certificate", o.CAFile)
-			}
-		}
-		if len(o.CAPEM) > 0 && !roots.AppendCertsFromPEM(o.CAPEM) {
-			return nil, errors.New("xapi: the inline CA bundle holds no PEM certificate")
-		}
-		cfg.RootCAs = roots
-	}
-	if o.PinSHA256 != "" {
-		want, err := parsePin(o.PinSHA256)
-		if err != nil {
-			return nil, err
-		}
-		if cfg.RootCAs == nil {
-			// The pin replaces chain and name verification, which is
-			// done in VerifyConnection below, never skipped.
-			cfg.InsecureSkipVerify = true
-		}
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("xapi: TLS pin: server presented no certificate")
-			}
-			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare(got[:], want) != 1 {
-				return fmt.Errorf("xapi: TLS pin mismatch: expected SHA-256 %s, server presented %s",
-					fingerprint(want), fingerprint(got[:]))
-			}
-			return nil
-		}
+	cfg, err := tlstrust.Config(tlstrust.Options{CAFile: o.CAFile, CAPEM: o.CAPEM, PinSHA256: o.PinSHA256})
+	if err != nil {
+		return nil, fmt.Errorf("xapi: %w", err)
 	}
 	return cfg, nil
 }
 
-// parsePin decodes a hex SHA-256 fingerprint such as "AB:CD:..." or "abcd...".
-func parsePin(s string) ([]byte, error) {
-	clean := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
-	b, err := hex.DecodeString(clean)
-	if err != nil || len(b) != sha256.Size {
-		return nil, fmt.Errorf("xapi: TLS pin %q is not a hex SHA-256 fingerprint (64 hex digits)", s)
-	}
-	return b, nil
-}
-
-// fingerprint formats a digest like openssl x509 -fingerprint does, so an
-// operator can compare it with what they see on the host.
-func fingerprint(sum []byte) string {
-	parts := make([]string, len(sum))
-	for i, b := range sum {
-		parts[i] = fmt.Sprintf("%02X", b)
-	}
-	return strings.Join(parts, ":")
-}
+// fingerprint is tlstrust.Fingerprint, for the tests.
+func fingerprint(sum []byte) string { return tlstrust.Fingerprint(sum) }
 
 // newHTTPClient returns an HTTP client for one host. It has no overall
 // timeout: every request carries a context deadline instead, which lets
