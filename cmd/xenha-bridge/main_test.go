@@ -58,7 +58,8 @@ func TestServeStopsOnSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out bytes.Buffer
-	go func() { done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, &out, &out) }()
+	journal := filepath.Join(t.TempDir(), "j.db")
+	go func() { done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--journal", journal}, &out, &out) }()
 	time.Sleep(300 * time.Millisecond)
 	cancel()
 	select {

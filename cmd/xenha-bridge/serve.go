@@ -10,11 +10,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudstack-xenha/xenha-bridge/config"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -29,6 +32,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	simulate := fs.Bool("simulate", false, "start an embedded simulated 3-host pool and attach it as \"sim\"")
 	simControl := fs.String("sim-control", "127.0.0.1:50052", "with --simulate: the simulator's control endpoint")
 	simHosts := fs.Int("sim-hosts", 3, "with --simulate: hosts in the simulated pool")
+	journalPath := fs.String("journal", "", "journal file, overriding the configuration's (with --simulate and no configuration: a temporary file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,11 +61,36 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	jpath := cfg.Journal.Path
+	switch {
+	case *journalPath != "":
+		jpath = *journalPath
+	case *simulate && *cfgPath == "":
+		dir, err := os.MkdirTemp("", "xenha-bridge-sim-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		jpath = filepath.Join(dir, "journal.db")
+	}
+	jrnl, err := journal.Open(jpath)
+	if err != nil {
+		return fmt.Errorf("%w (set journal.path or --journal)", err)
+	}
+	defer jrnl.Close()
+
 	pools := xenha.NewManager(xenha.Options{
-		Logger: log, Retention: cfg.Events.Retention, SubscriberBuffer: cfg.Events.SubscriberBuffer,
+		Logger: log, Retention: cfg.Events.Retention, SubscriberBuffer: cfg.Events.SubscriberBuffer, Epochs: jrnl,
 	})
 	defer pools.Close()
+	bmcs := &bmcBook{}
+	fencer := fencing.New(fencing.Options{
+		Journal: jrnl, Logger: log.Named("fencing"), Devices: bmcs.lookup, Pool: poolFencing(cfg.Pools),
+	})
 	for _, p := range cfg.Pools {
+		if err := bmcs.addConfigured(p); err != nil {
+			return err
+		}
 		spec := xenha.PoolSpec{
 			Name: p.Name, Members: p.Members,
 			Credentials: xapi.Credentials{Username: p.Username, Password: xapi.Secret(p.Password())},
@@ -82,6 +111,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer sim.Close()
 		info := sim.Info()
+		for _, h := range info.Hosts { // the simulated hosts' Redfish BMCs
+			d, err := newDevice("redfish", h.BMCURL, info.BMCUsername, info.BMCPassword, true)
+			if err != nil {
+				return err
+			}
+			bmcs.add("sim", h.UUID, d)
+		}
 		if _, _, err := pools.Attach(ctx, xenha.PoolSpec{
 			Name: "sim", Members: sim.MemberURLs(),
 			Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
@@ -98,12 +134,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.NewService(pools, log.Named("api")), server.Options{
+	devices := func(driver, address, username, password string) (fencing.Device, error) {
+		return newDevice(driver, address, username, password, false)
+	}
+	srv := server.New(server.NewService(pools, log.Named("api"), server.WithFencing(fencer, devices)), server.Options{
 		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf,
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "")
+	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "", "journal", jpath)
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cloudstack-xenha/xenha-bridge/config"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing/ipmi"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// newDevice builds a BMC client. Request BMCs (from CloudStack's
+// out-of-band settings) trust the system roots only; configured ones may
+// name plain http (the simulator) through allowHTTP.
+func newDevice(driver, address, username, password string, allowHTTP bool) (fencing.Device, error) {
+	switch strings.ToLower(driver) {
+	case "ipmi", "ipmitool":
+		return ipmi.New(ipmi.Config{Address: address, Username: username, Password: password})
+	case "redfish":
+		return redfish.New(redfish.Config{URL: address, Username: username, Password: password, AllowPlainHTTP: allowHTTP})
+	}
+	return nil, fmt.Errorf("unknown BMC driver %q: use ipmi or redfish", driver)
+}
+
+// bmcBook holds the configured BMCs of every pool.
+type bmcBook struct {
+	mu    sync.RWMutex
+	pools map[string][]bmcEntry
+}
+
+type bmcEntry struct {
+	host   string // UUID, name or address
+	device fencing.Device
+}
+
+func (b *bmcBook) add(pool, host string, d fencing.Device) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pools == nil {
+		b.pools = map[string][]bmcEntry{}
+	}
+	b.pools[pool] = append(b.pools[pool], bmcEntry{host: host, device: d})
+}
+
+// lookup is fencing.Options.Devices.
+func (b *bmcBook) lookup(pool string, h xenha.HostView) fencing.Device {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, e := range b.pools[pool] {
+		if e.host == h.UUID || e.host == h.Name || e.host == h.Address {
+			return e.device
+		}
+	}
+	return nil
+}
+
+// addConfigured builds the BMCs a pool's configuration names.
+func (b *bmcBook) addConfigured(p config.Pool) error {
+	for _, c := range p.Fencing.BMCs {
+		d, err := newDevice(c.Driver, c.Address, c.Username, c.Password(), false)
+		if err != nil {
+			return fmt.Errorf("pool %s: BMC of %s: %w", p.Name, c.Host, err)
+		}
+		b.add(p.Name, c.Host, d)
+	}
+	return nil
+}
+
+// poolFencing turns the configuration into per-pool fencing settings.
+func poolFencing(pools []config.Pool) func(string) fencing.PoolOptions {
+	byName := map[string]fencing.PoolOptions{}
+	for _, p := range pools {
+		byName[p.Name] = fencing.PoolOptions{
+			Levels: p.Fencing.Levels, FenceDelay: p.Fencing.Delay,
+			StormRatio: float64(p.Fencing.StormPercent) / 100, HeartbeatTimeout: p.Fencing.HeartbeatTimeout,
+		}
+	}
+	return func(name string) fencing.PoolOptions { return byName[name] }
+}
