@@ -59,7 +59,9 @@ func TestServeStopsOnSignal(t *testing.T) {
 	done := make(chan error, 1)
 	var out bytes.Buffer
 	journal := filepath.Join(t.TempDir(), "j.db")
-	go func() { done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--journal", journal}, &out, &out) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--journal", journal}, &out, &out)
+	}()
 	time.Sleep(300 * time.Millisecond)
 	cancel()
 	select {
