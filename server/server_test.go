@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -395,4 +397,62 @@ func TestAuthRefusesEveryRPCButHealth(t *testing.T) {
 
 func withToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+func TestFenceHostOverGRPC(t *testing.T) {
+	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}})
+	t.Cleanup(m.Close)
+	fencer := fencing.New(fencing.Options{ProbeSpacing: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond})
+	devices := func(driver, address, user, pass string) (fencing.Device, error) {
+		return redfish.New(redfish.Config{URL: address, Username: user, Password: pass, AllowPlainHTTP: true})
+	}
+	srv := New(NewService(m, nil, WithFencing(fencer, devices)), Options{})
+	ln := bufconn.Listen(1 << 20)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, _ := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	t.Cleanup(func() { conn.Close() })
+	f := (&fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}).withSim(3)
+	info := f.sim.Info()
+	host := info.Hosts[2]
+	bmc := &pb.BMC{Driver: "redfish", Address: host.BMCURL, Username: info.BMCUsername, Password: info.BMCPassword}
+
+	// A live host: refused, with the evidence in the trace.
+	r, err := f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: host.UUID, RequestId: "a", Bmc: bmc})
+	if err != nil || r.GetOutcome() != pb.FenceOutcome_FENCE_OUTCOME_REFUSED_HOST_ALIVE || len(r.GetTrace()) == 0 {
+		t.Fatalf("live host: %v %v", r, err)
+	}
+	// Hung and silent on storage for 150 s: fenced through the Redfish BMC of the request.
+	f.sim.HangXAPI(2, true)
+	f.sim.CutStorage(2, true)
+	f.clock.Advance(150 * time.Second)
+	mode, _ := f.c.HAMode(f.ctx(), &pb.HAModeRequest{Pool: "sim"})
+	r, err = f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: host.Name, RequestId: "b", Bmc: bmc, ExpectedEpoch: mode.GetEpoch()})
+	if err != nil || r.GetOutcome() != pb.FenceOutcome_FENCE_OUTCOME_FENCED || r.GetMethod() != "redfish" || len(r.GetVmResets()) != 2 {
+		t.Fatalf("dead host: %v %v", r, err)
+	}
+	if f.sim.State().Hosts[2].Powered {
+		t.Fatal("the host still has power")
+	}
+	// Errors.
+	_, err = f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: "nope"})
+	wantCode(t, err, codes.NotFound)
+	_, err = f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: host.UUID, ExpectedEpoch: mode.GetEpoch() + 5})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: host.UUID, Bmc: &pb.BMC{Driver: "ilo", Address: "x", Username: "u"}})
+	wantCode(t, err, codes.InvalidArgument)
+	if err := f.sim.Designate(1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = f.c.FenceHost(f.ctx(), &pb.FenceHostRequest{Pool: "sim", Host: host.UUID, ExpectedEpoch: mode.GetEpoch()})
+		if st, _ := status.FromError(err); st.Code() == codes.Aborted || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantCode(t, err, codes.Aborted)
 }
