@@ -79,6 +79,7 @@ fuzz:
 # Benchmarks (not tests): results go to docs/bench.md by hand.
 bench:
 	$(GO) run ./cmd/xenha-bench
+	$(GO) run ./cmd/xenha-bench -fence 10
 
 clean:
 	rm -rf bin $(VENV)

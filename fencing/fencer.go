@@ -91,6 +91,11 @@ type Result struct {
 	Epoch          uint64    `json:"epoch"`
 	DryRun         bool      `json:"dry_run"`
 	Trace          []Step    `json:"trace"`
+	// Where the time went: waiting on XAPI and BMCs, and the configured
+	// waits (probe spacing, read-back polls, fence delay). The rest is the
+	// bridge's own.
+	PeerTime time.Duration `json:"peer_time"`
+	Waited   time.Duration `json:"waited"`
 }
 
 // Options tune a Fencer. Zero values get the defaults noted.
@@ -209,6 +214,25 @@ type run struct {
 	host   xenha.HostView
 	res    *Result
 	device Device
+}
+
+// peer runs a call to XAPI or a BMC, counting its time.
+func (r *run) peer(call func()) {
+	start := time.Now()
+	call()
+	r.res.PeerTime += time.Since(start)
+}
+
+// wait sleeps for d unless ctx ends first, counting the time.
+func (r *run) wait(ctx context.Context, d time.Duration) error {
+	start := time.Now()
+	defer func() { r.res.Waited += time.Since(start) }()
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *run) step(step, detail string, ok bool) {
@@ -349,10 +373,8 @@ func (r *run) fence(ctx context.Context) error {
 	}
 	if d := r.o.FenceDelay; d > 0 && !r.req.DryRun {
 		r.step("delay", fmt.Sprintf("waiting %s before acting, then looking again", d), true)
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := r.wait(ctx, d); err != nil {
+			return err
 		}
 		if again := r.witness(ctx); !r.req.Force && again.alive() != "" {
 			r.step("decision", "the host showed life during the fence delay: "+again.alive(), false)

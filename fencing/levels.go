@@ -51,12 +51,16 @@ func (r *run) bmc(ctx context.Context) error {
 	if r.device == nil {
 		return errors.New("no BMC configured")
 	}
-	if err := r.device.PowerOff(ctx); err != nil {
+	var err error
+	r.peer(func() { err = r.device.PowerOff(ctx) })
+	if err != nil {
 		return err // an unreachable BMC falls through, it is not retried forever
 	}
 	r.step("level:"+LevelBMC, r.device.Driver()+" power-off sent; reading the state back", true)
 	return r.verify(ctx, func(ctx context.Context) (bool, string) {
-		state, err := r.device.PowerState(ctx)
+		var state PowerState
+		var err error
+		r.peer(func() { state, err = r.device.PowerState(ctx) })
 		if err != nil {
 			return false, err.Error()
 		}
@@ -69,14 +73,17 @@ func (r *run) bmc(ctx context.Context) error {
 // answering.
 func (r *run) xapiSoft(ctx context.Context) error {
 	ref := xapi.HostRef(r.host.Ref)
-	err := r.req.Pool.Do(ctx, func(c *xapi.Client) error {
-		if err := c.HostDisable(ctx, ref); err != nil {
-			return fmt.Errorf("host.disable: %w", err)
-		}
-		if err := c.HostShutdown(ctx, ref); err != nil {
-			return fmt.Errorf("host.shutdown: %w", err)
-		}
-		return nil
+	var err error
+	r.peer(func() {
+		err = r.req.Pool.Do(ctx, func(c *xapi.Client) error {
+			if err := c.HostDisable(ctx, ref); err != nil {
+				return fmt.Errorf("host.disable: %w", err)
+			}
+			if err := c.HostShutdown(ctx, ref); err != nil {
+				return fmt.Errorf("host.shutdown: %w", err)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -84,7 +91,8 @@ func (r *run) xapiSoft(ctx context.Context) error {
 	r.step("level:"+LevelXAPISoft, "host.disable and host.shutdown accepted; waiting for the host to stop answering", true)
 	quiet := 0
 	return r.verify(ctx, func(ctx context.Context) (bool, string) {
-		p := r.req.Pool.Probe(ctx, r.host.Address)
+		var p xapi.Probe
+		r.peer(func() { p = r.req.Pool.Probe(ctx, r.host.Address) })
 		if p.State == xapi.ProbeUnreachable {
 			quiet++
 		} else {
@@ -115,10 +123,8 @@ func (r *run) heartbeatWait(ctx context.Context, ev evidence) error {
 			r.step("level:"+LevelHeartbeatWait, "the self-fence timeout has passed with no new heartbeat", true)
 			return nil
 		}
-		select {
-		case <-time.After(r.o.PollInterval):
-		case <-ctx.Done():
-			return fmt.Errorf("the deadline came before the self-fence timeout: %w", ctx.Err())
+		if err := r.wait(ctx, r.o.PollInterval); err != nil {
+			return fmt.Errorf("the deadline came before the self-fence timeout: %w", err)
 		}
 	}
 }
@@ -135,9 +141,7 @@ func (r *run) verify(ctx context.Context, check func(context.Context) (bool, str
 			r.step("verify", "confirmed: "+detail, true)
 			return nil
 		}
-		select {
-		case <-time.After(r.o.PollInterval):
-		case <-ctx.Done():
+		if r.wait(ctx, r.o.PollInterval) != nil {
 			return fmt.Errorf("not confirmed within %s (last: %s)", r.o.VerifyTimeout, last)
 		}
 	}
@@ -147,10 +151,13 @@ func (r *run) verify(ctx context.Context, check func(context.Context) (bool, str
 // host, reading the list fresh from the master.
 func (r *run) resetVMs(ctx context.Context) {
 	var vms map[xapi.VMRef]xapi.VMRecord
-	err := r.req.Pool.Do(ctx, func(c *xapi.Client) error {
-		var err error
-		vms, err = c.VMGetAllRecords(ctx)
-		return err
+	var err error
+	r.peer(func() {
+		err = r.req.Pool.Do(ctx, func(c *xapi.Client) error {
+			var err error
+			vms, err = c.VMGetAllRecords(ctx)
+			return err
+		})
 	})
 	if err != nil {
 		r.step("vm-reset", "cannot list the VMs: "+err.Error(), false)
@@ -167,7 +174,8 @@ func (r *run) resetVMs(ctx context.Context) {
 			continue
 		}
 		out := VMReset{UUID: vm.UUID, Name: vm.NameLabel}
-		err := r.req.Pool.Do(ctx, func(c *xapi.Client) error { return c.VMPowerStateReset(ctx, ref) })
+		var err error
+		r.peer(func() { err = r.req.Pool.Do(ctx, func(c *xapi.Client) error { return c.VMPowerStateReset(ctx, ref) }) })
 		if err != nil {
 			out.Error = err.Error()
 			r.step("vm-reset", fmt.Sprintf("VM %s (%s): %v", vm.NameLabel, vm.UUID, err), false)

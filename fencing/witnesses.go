@@ -64,12 +64,10 @@ func (r *run) witness(ctx context.Context) evidence {
 	// 1. The bridge's own XAPI probes: one failure is never enough.
 	for i := range r.o.ProbeAttempts {
 		if i > 0 {
-			select {
-			case <-time.After(r.o.ProbeSpacing):
-			case <-ctx.Done():
-			}
+			r.wait(ctx, r.o.ProbeSpacing)
 		}
-		p := r.req.Pool.Probe(ctx, r.host.Address)
+		var p xapi.Probe
+		r.peer(func() { p = r.req.Pool.Probe(ctx, r.host.Address) })
 		if p.State != xapi.ProbeUnreachable && p.State != xapi.ProbeUnknown {
 			ev.answered = p.State.String()
 			break
@@ -87,7 +85,9 @@ func (r *run) witness(ctx context.Context) evidence {
 	r.heartbeat(ctx, &ev)
 	// 4. Out-of-band power state.
 	if r.device != nil {
-		state, err := r.device.PowerState(ctx)
+		var state PowerState
+		var err error
+		r.peer(func() { state, err = r.device.PowerState(ctx) })
 		switch {
 		case err != nil:
 			r.step("witness:bmc", fmt.Sprintf("%s BMC did not answer: %v", r.device.Driver(), err), false)
@@ -132,10 +132,13 @@ func (r *run) readHeartbeat(ctx context.Context) (now, last int64, peer string, 
 	var errs []string
 	for _, ref := range peers {
 		var out string
-		err := r.req.Pool.Do(ctx, func(c *xapi.Client) error {
-			var err error
-			out, err = c.HostCallPlugin(ctx, xapi.HostRef(ref), HeartbeatPlugin, "read", map[string]string{"host_uuid": r.host.UUID})
-			return err
+		var err error
+		r.peer(func() {
+			err = r.req.Pool.Do(ctx, func(c *xapi.Client) error {
+				var err error
+				out, err = c.HostCallPlugin(ctx, xapi.HostRef(ref), HeartbeatPlugin, "read", map[string]string{"host_uuid": r.host.UUID})
+				return err
+			})
 		})
 		if err != nil {
 			errs = append(errs, err.Error())

@@ -33,12 +33,17 @@ import (
 var (
 	duration = flag.Duration("duration", 3*time.Second, "how long each load phase runs")
 	workers  = flag.Int("workers", 4, "concurrent callers in the load phases")
+	fence    = flag.Int("fence", 0, "instead: time N fences per level (make bench-fence)")
 	sizes    = []int{1, 100, 1000}
 )
 
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	if *fence > 0 {
+		benchFence(*fence)
+		return
+	}
 	fmt.Printf("| attached pools | RPC | calls/s | p50 | p99 | ratio to no-op (throughput) |\n|---|---|---|---|---|---|\n")
 	var memRows []string
 	for _, n := range sizes {
