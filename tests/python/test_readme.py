@@ -72,6 +72,7 @@ def test_try_it_commands_work_as_printed(served):
         "HAMode": "CONTROLLER_CLOUDSTACK",
         "ListPools": '"name": "sim"',
         "Health/Check": "SERVING",
+        "FenceHost": "FENCE_OUTCOME_REFUSED_HOST_ALIVE",
         "power-off": '"status":"ok"',
     }
     stream = None
