@@ -10,7 +10,7 @@ PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
 GRPCURL            := $(TOOLS)/grpcurl
 
-.PHONY: build run test check proto proto-check test-go test-python tools fuzz bench clean
+.PHONY: build run test check proto proto-check peers test-go test-python tools fuzz bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/xenha-bridge
@@ -57,8 +57,14 @@ proto-check: proto
 	@git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto and commit"; exit 1; }
 
 # The Go tests drive real peers: sushy-emulator (Redfish, from .venv) and
-# ipmi_sim (IPMI, Debian's openipmi; .ci/run installs it).
-test-go: $(VENV)/.installed
+# ipmi_sim (IPMI, Debian's openipmi, installed here when missing).
+peers:
+	@command -v ipmi_sim >/dev/null || { \
+	  echo "installing Debian's openipmi (ipmi_sim, the IPMI peer of the tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openipmi; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openipmi; fi; }
+
+test-go: peers $(VENV)/.installed
 	XENHA_VENV=$(abspath $(VENV)) $(GO) test -race -count=1 ./...
 
 $(VENV)/.installed: tests/python/requirements.txt tests/redfish/requirements.txt

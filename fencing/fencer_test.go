@@ -310,6 +310,16 @@ func TestGuards(t *testing.T) {
 			t.Fatalf("%s\n%s", res.Outcome, trace(res))
 		}
 	})
+	t.Run("two-host partition: the peer lost the host, the bridge has not", func(t *testing.T) {
+		e := newEnv(t, 2, xenha.PolicyAuto, Options{})
+		dev := e.bmc(1)
+		e.sim.CutLink(0, 1, true)
+		e.clock.Advance(601 * time.Second) // the master has long marked it not live
+		res := e.mustFence(1, nil)
+		if res.Outcome != RefusedAlive || dev.offs != 0 || e.guestsOn(1) != 2 {
+			t.Fatalf("%s\n%s", res.Outcome, trace(res))
+		}
+	})
 	t.Run("not enough evidence", func(t *testing.T) {
 		e := newEnv(t, 3, xenha.PolicyAuto, Options{})
 		e.sim.PowerOff(2) // heartbeat still young, live still true: only the probes say dead
