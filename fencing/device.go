@@ -3,6 +3,8 @@ package fencing
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 )
 
 // PowerState is what a BMC reports.
@@ -44,3 +46,28 @@ var ErrUnreachable = errors.New("BMC unreachable")
 
 // ErrAuth marks a BMC that refused the credentials.
 var ErrAuth = errors.New("BMC refused the credentials")
+
+// PowerOffVerified cuts a host's power through dev and reads the state
+// back until it is off or verify passes. alreadyOff reports a host found
+// off before anything was sent (that counts as fenced).
+func PowerOffVerified(ctx context.Context, dev Device, verify, poll time.Duration) (alreadyOff bool, err error) {
+	if state, err := dev.PowerState(ctx); err == nil && state == PowerOff {
+		return true, nil
+	}
+	if err := dev.PowerOff(ctx); err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, verify)
+	defer cancel()
+	for {
+		state, err := dev.PowerState(ctx)
+		if err == nil && state == PowerOff {
+			return false, nil
+		}
+		select {
+		case <-time.After(poll):
+		case <-ctx.Done():
+			return false, fmt.Errorf("power-off not confirmed within %s (last read: %v %v)", verify, state, err)
+		}
+	}
+}

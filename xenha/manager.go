@@ -346,6 +346,30 @@ func (h *Handle) MemberURL(address string) (string, bool) {
 	return "", false
 }
 
+// ProbeAll asks every member to log in, concurrently.
+func (h *Handle) ProbeAll(ctx context.Context) []xapi.Probe { return h.w.pool.Probe(ctx) }
+
+// SlaveLocal returns a slave-local client for the member with this
+// management address (for emergency calls); the caller closes it.
+func (h *Handle) SlaveLocal(address string) (*xapi.Client, error) {
+	u, ok := h.MemberURL(address)
+	if !ok {
+		return nil, fmt.Errorf("no member with address %s", address)
+	}
+	return h.w.pool.SlaveLocal(u)
+}
+
+// Refresh forgets the cached master so the next Do looks again.
+func (h *Handle) Refresh() { h.w.pool.Invalidate() }
+
+// ExpectMaster tells the watcher that the bridge is promoting this host,
+// so the change is reported as a CloudStack election.
+func (h *Handle) ExpectMaster(uuid string) {
+	h.w.mu.Lock()
+	h.w.expected = uuid
+	h.w.mu.Unlock()
+}
+
 // Probe asks one member (by management address) to log in.
 func (h *Handle) Probe(ctx context.Context, address string) xapi.Probe {
 	u, ok := h.MemberURL(address)

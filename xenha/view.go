@@ -53,6 +53,8 @@ type HostView struct {
 	Ref                 string
 	Live, Enabled       bool
 	Probe               string // last probe's verdict, "" when not probed
+	// SharedStorage: every shared SR of the pool is plugged on this host.
+	SharedStorage bool
 }
 
 // VMView is one guest VM.
@@ -148,7 +150,7 @@ func derive(spec PoolSpec, ob observation, epoch uint64) *PoolView {
 
 	for ref, h := range st.hosts {
 		hv := HostView{UUID: h.UUID, Name: h.NameLabel, Address: h.Address, Ref: string(ref),
-			Live: st.live(h), Enabled: h.Enabled}
+			Live: st.live(h), Enabled: h.Enabled, SharedStorage: sharedPlugged(st, ref)}
 		if p, ok := probeByHost[h.Address]; ok {
 			hv.Probe = p.State.String()
 		}
@@ -215,6 +217,25 @@ func eligibility(st *poolState, v *PoolView) Eligibility {
 		}
 	}
 	return Eligibility{Eligible: len(reasons) == 0, Reasons: reasons}
+}
+
+// sharedPlugged tells whether every shared SR is plugged on a host.
+func sharedPlugged(st *poolState, host xapi.HostRef) bool {
+	for sref, sr := range st.srs {
+		if !sr.Shared {
+			continue
+		}
+		plugged := false
+		for _, pbd := range st.pbds {
+			if pbd.SR == sref && pbd.Host == host && pbd.CurrentlyAttached {
+				plugged = true
+			}
+		}
+		if !plugged {
+			return false
+		}
+	}
+	return true
 }
 
 func pluggedEverywhere(st *poolState, sr xapi.SRRef) bool {

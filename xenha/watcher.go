@@ -33,6 +33,7 @@ type watcher struct {
 	epoch        uint64
 	epochs       EpochStore // nil: memory only
 	demoted      bool       // the last master said HOST_IS_SLAVE: someone designated another
+	expected     string     // a master the bridge itself is promoting
 	cancelFollow context.CancelFunc
 
 	kick   chan struct{} // asks the probe loop to probe now
@@ -90,11 +91,16 @@ func (w *watcher) update(change func(ob *observation)) {
 	switch {
 	case old.HAEnabled || cur.HAEnabled:
 		cause = CauseXenHAElection
+	case w.expected != "" && w.expected == cur.Master.UUID:
+		cause = CauseCloudStackElection
 	case w.demoted:
 		cause = CauseAdminDesignation
 	}
 	if old.Master.UUID != cur.Master.UUID {
 		w.demoted = false
+		if w.expected == cur.Master.UUID {
+			w.expected = ""
+		}
 	}
 	w.view.Store(cur)
 	w.hub.Publish(diff(old, cur, cause)...)

@@ -1,0 +1,366 @@
+package elect
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// elect is the CloudStack-controlled path.
+func (el *election) elect(ctx context.Context) error {
+	if h, ok := el.unfinished(); ok {
+		el.step("resume", h.UUID, fmt.Sprintf("an earlier election promoted %s and did not finish: resuming with it, never a second promotion", h.Name), true)
+		return el.promote(ctx, h)
+	}
+	c := summarise(el.req.Pool.ProbeAll(ctx))
+	el.step("probe", "", "the members answer: "+describe(c.probes), true)
+	switch {
+	case len(c.masters) > 1:
+		return el.heal(ctx, c)
+	case len(c.masters) == 1:
+		h, ok := el.hostByAddress(c.masters[0].URL)
+		if !ok {
+			return el.refuse("a host outside the pool's database answers as master: " + c.masters[0].URL)
+		}
+		el.res.Master, el.res.ElectedBy = masterOf(h), ByNone
+		el.step("decision", h.UUID, fmt.Sprintf("%s answers as master: nothing to elect", h.Name), true)
+		return nil
+	}
+	old, ok := el.view.Host(el.view.Master.UUID)
+	if !ok {
+		return el.refuse("the pool's database names no master the bridge knows")
+	}
+	if err := el.confirmGone(ctx, old, c); err != nil {
+		return err
+	}
+	if err := el.makeHarmless(ctx, old); err != nil {
+		return err
+	}
+	cand, err := el.candidate(c, old)
+	if err != nil {
+		return err
+	}
+	if el.req.DryRun {
+		el.res.Master, el.res.ElectedBy = masterOf(cand), ByCloudStack
+		el.step("plan", cand.UUID, fmt.Sprintf("would run pool.emergency_transition_to_master on %s, pool.recover_slaves, pool.emergency_reset_master on any host still pointing elsewhere, then verify", cand.Name), true)
+		return nil
+	}
+	return el.promote(ctx, cand)
+}
+
+func (el *election) refuse(why string) error {
+	el.step("decision", "", "refused: "+why, false)
+	return &RefusedError{Reason: why, Result: el.res}
+}
+
+// unfinished finds a promotion journaled without a result.
+func (el *election) unfinished() (xenha.HostView, bool) {
+	if el.e.opts.Journal == nil {
+		return xenha.HostView{}, false
+	}
+	entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0)
+	if err != nil {
+		return xenha.HostView{}, false
+	}
+	var promoted string
+	for _, en := range entries {
+		if en.Kind != "elect" {
+			continue
+		}
+		switch en.Step {
+		case "promote":
+			promoted = en.Host
+		case "result":
+			if en.OK { // a failed election may have promoted: keep resuming it
+				promoted = ""
+			}
+		}
+	}
+	if promoted == "" {
+		return xenha.HostView{}, false
+	}
+	return el.view.Host(promoted)
+}
+
+// confirmGone asks independent witnesses whether the master is gone. One
+// failed probe is never enough, and a master that its slaves still reach
+// is alive, whatever the bridge sees.
+func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claims) error {
+	unanswered := 0
+	for i := range el.e.opts.ProbeAttempts {
+		if i > 0 {
+			select {
+			case <-time.After(el.e.opts.ProbeSpacing):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		p := el.req.Pool.Probe(ctx, old.Address)
+		if p.State != xapi.ProbeUnreachable {
+			el.step("witness:xapi", old.UUID, "the master's XAPI answered: "+p.State.String(), false)
+			if !el.req.Override {
+				return el.refuse(fmt.Sprintf("the master %s answers (%s): it is not gone", old.Name, p.State))
+			}
+		}
+		unanswered++
+	}
+	el.step("witness:xapi", old.UUID, fmt.Sprintf("the master's XAPI did not answer %d probes", unanswered), true)
+	if f := c.following[old.Address]; len(f) > 0 {
+		el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) still follow the master: %s", len(f), strings.Join(f, ", ")), false)
+		if !el.req.Override {
+			return el.refuse(fmt.Sprintf("slaves still reach the master %s: it is alive and only cut off from the bridge", old.Name))
+		}
+	}
+	el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) in emergency mode report the master lost", len(c.emergency)), len(c.emergency) > 0)
+	bmcOff := false
+	if dev := el.e.opts.Devices(el.view.Name, old); dev != nil {
+		state, err := dev.PowerState(ctx)
+		switch {
+		case err != nil:
+			el.step("witness:bmc", old.UUID, dev.Driver()+" BMC did not answer: "+err.Error(), false)
+		default:
+			bmcOff = state == fencing.PowerOff
+			el.step("witness:bmc", old.UUID, dev.Driver()+" BMC reports power "+state.String(), bmcOff)
+		}
+	}
+	if len(c.emergency) == 0 && !bmcOff && !el.req.Override {
+		return el.refuse("only the bridge's own probes say the master is gone; a slave in emergency mode or the BMC must confirm it")
+	}
+	el.step("decision", old.UUID, "the master is gone", true)
+	return nil
+}
+
+// makeHarmless powers the old master off (read back), or refuses.
+func (el *election) makeHarmless(ctx context.Context, old xenha.HostView) error {
+	dev := el.e.opts.Devices(el.view.Name, old)
+	if dev == nil {
+		if el.req.Override {
+			el.step("override", old.UUID, "operator override: promoting without making the old master harmless (no BMC)", true)
+			return nil
+		}
+		return el.refuse(fmt.Sprintf("the old master %s cannot be made harmless: no BMC is configured for it (configure one, or pass operator_override)", old.Name))
+	}
+	if el.req.DryRun {
+		el.step("plan", old.UUID, "would power the old master off through its "+dev.Driver()+" BMC and read it back", true)
+		return nil
+	}
+	alreadyOff, err := fencing.PowerOffVerified(ctx, dev, el.e.opts.VerifyTimeout, el.e.opts.PollInterval)
+	switch {
+	case err == nil && alreadyOff:
+		el.step("harmless", old.UUID, "the old master's BMC reports it off", true)
+	case err == nil:
+		el.step("harmless", old.UUID, "the old master was powered off through its "+dev.Driver()+" BMC and read back off", true)
+	case el.req.Override:
+		el.step("override", old.UUID, "operator override: promoting although the power-off failed: "+err.Error(), true)
+	default:
+		el.step("harmless", old.UUID, "power-off failed: "+err.Error(), false)
+		return el.refuse("the old master could not be made harmless: " + err.Error())
+	}
+	return nil
+}
+
+// candidate chooses deterministically: reachable, enabled, every shared SR
+// plugged, not excluded; the preferred list first, then the lowest UUID.
+func (el *election) candidate(c claims, old xenha.HostView) (xenha.HostView, error) {
+	answered := map[string]bool{}
+	for _, p := range c.probes {
+		if p.State == xapi.ProbeSlave || p.State == xapi.ProbeEmergency {
+			if h, ok := el.hostByAddress(p.URL); ok {
+				answered[h.UUID] = true
+			}
+		}
+	}
+	var ok []xenha.HostView
+	for _, h := range el.view.Hosts {
+		why := ""
+		switch {
+		case h.UUID == old.UUID:
+			continue
+		case slices.Contains(el.req.Exclude, h.UUID):
+			why = "excluded by the operator"
+		case !answered[h.UUID]:
+			why = "not reachable"
+		case !h.Enabled:
+			why = "disabled"
+		case !h.SharedStorage:
+			why = "a shared SR is not plugged"
+		}
+		if why != "" {
+			el.step("candidate", h.UUID, h.Name+" does not qualify: "+why, false)
+			continue
+		}
+		ok = append(ok, h)
+	}
+	if len(ok) == 0 {
+		return xenha.HostView{}, el.refuse("no host qualifies as the new master")
+	}
+	rank := func(h xenha.HostView) int {
+		for i, p := range el.e.opts.Preferred(el.view.Name) {
+			if p == h.UUID || p == h.Name || p == h.Address {
+				return i
+			}
+		}
+		return 1 << 30
+	}
+	slices.SortFunc(ok, func(a, b xenha.HostView) int {
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
+		}
+		return strings.Compare(a.UUID, b.UUID)
+	})
+	el.step("candidate", ok[0].UUID, fmt.Sprintf("%s chosen (preferred list first, then the lowest UUID)", ok[0].Name), true)
+	return ok[0], nil
+}
+
+// promote runs CloudStack 4.3's sequence on the candidate, verified.
+func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
+	p := el.req.Pool
+	p.ExpectMaster(cand.UUID)
+	if probe := p.Probe(ctx, cand.Address); probe.State != xapi.ProbeMaster {
+		el.step("promote", cand.UUID, "pool.emergency_transition_to_master on "+cand.Name, true)
+		local, err := p.SlaveLocal(cand.Address)
+		if err != nil {
+			return err
+		}
+		err = local.PoolEmergencyTransitionToMaster(ctx)
+		local.Close(context.Background())
+		if err != nil {
+			el.step("promote", cand.UUID, "failed: "+err.Error(), false)
+			return fmt.Errorf("promoting %s: %w", cand.Name, err)
+		}
+	}
+	if err := el.until(ctx, func() bool { return p.Probe(ctx, cand.Address).State == xapi.ProbeMaster }); err != nil {
+		el.step("promote", cand.UUID, cand.Name+" does not answer as master", false)
+		return fmt.Errorf("%s did not answer as master: %w", cand.Name, err)
+	}
+	el.step("promote", cand.UUID, cand.Name+" answers as master", true)
+	p.Refresh()
+	var reset []xapi.HostRef
+	err := p.Do(ctx, func(c *xapi.Client) error {
+		var err error
+		reset, err = c.PoolRecoverSlaves(ctx)
+		return err
+	})
+	if err != nil {
+		el.step("recover", cand.UUID, "pool.recover_slaves failed: "+err.Error(), false)
+	} else {
+		el.step("recover", cand.UUID, fmt.Sprintf("pool.recover_slaves reset %d host(s)", len(reset)), true)
+	}
+	// Anyone still pointing elsewhere gets emergency_reset_master; then
+	// every reachable host must name the new master.
+	for round := 0; ; round++ {
+		stray := el.strays(ctx, cand)
+		if len(stray) == 0 {
+			el.step("verify", cand.UUID, "every reachable host names "+cand.Name+" as master", true)
+			break
+		}
+		if round >= 2 {
+			el.step("verify", cand.UUID, "hosts still point elsewhere: "+strings.Join(stray, ", "), false)
+			return fmt.Errorf("hosts still point elsewhere after the election: %s", strings.Join(stray, ", "))
+		}
+		for _, addr := range stray {
+			local, err := p.SlaveLocal(addr)
+			if err != nil {
+				continue
+			}
+			err = local.PoolEmergencyResetMaster(ctx, cand.Address)
+			local.Close(context.Background())
+			el.step("reset", "", fmt.Sprintf("pool.emergency_reset_master on %s: %v", addr, errText(err)), err == nil)
+		}
+	}
+	// The watcher raises the epoch when it sees the new master.
+	_ = el.until(ctx, func() bool { return p.View().Master.UUID == cand.UUID })
+	el.res.Master, el.res.ElectedBy = masterOf(cand), ByCloudStack
+	return nil
+}
+
+// strays lists reachable hosts that do not follow cand.
+func (el *election) strays(ctx context.Context, cand xenha.HostView) []string {
+	var out []string
+	for _, pr := range el.req.Pool.ProbeAll(ctx) {
+		h, ok := el.hostByAddress(pr.URL)
+		if !ok || h.UUID == cand.UUID {
+			continue
+		}
+		switch pr.State {
+		case xapi.ProbeSlave:
+			if pr.MasterAddress != cand.Address {
+				out = append(out, h.Address)
+			}
+		case xapi.ProbeMaster, xapi.ProbeEmergency:
+			out = append(out, h.Address)
+		}
+	}
+	return out
+}
+
+// heal resolves a split brain: the master most slaves follow stays; the
+// others are reset to it. CloudStack-controlled pools only.
+func (el *election) heal(ctx context.Context, c claims) error {
+	var masters []xenha.HostView
+	for _, m := range c.masters {
+		if h, ok := el.hostByAddress(m.URL); ok {
+			masters = append(masters, h)
+		}
+	}
+	if len(masters) < 2 {
+		return el.refuse("several hosts answer as master but the bridge cannot name them: " + describe(c.probes))
+	}
+	slices.SortFunc(masters, func(a, b xenha.HostView) int {
+		if fa, fb := len(c.following[a.Address]), len(c.following[b.Address]); fa != fb {
+			return fb - fa
+		}
+		if a.UUID == el.view.Master.UUID {
+			return -1
+		}
+		if b.UUID == el.view.Master.UUID {
+			return 1
+		}
+		return strings.Compare(a.UUID, b.UUID)
+	})
+	keep := masters[0]
+	el.step("split-brain", keep.UUID, fmt.Sprintf("%d hosts answer as master; %s stays (followed by %d)", len(masters), keep.Name, len(c.following[keep.Address])), true)
+	for _, m := range masters[1:] {
+		if el.req.DryRun {
+			el.step("plan", m.UUID, "would run pool.emergency_reset_master on "+m.Name+" naming "+keep.Name, true)
+			continue
+		}
+		local, err := el.req.Pool.SlaveLocal(m.Address)
+		if err == nil {
+			err = local.PoolEmergencyResetMaster(ctx, keep.Address)
+			local.Close(context.Background())
+		}
+		el.step("heal", m.UUID, fmt.Sprintf("pool.emergency_reset_master on %s naming %s: %v", m.Name, keep.Name, errText(err)), err == nil)
+		if err != nil {
+			return fmt.Errorf("resetting %s: %w", m.Name, err)
+		}
+	}
+	el.res.Master, el.res.ElectedBy = masterOf(keep), ByNone
+	return nil
+}
+
+func (el *election) until(ctx context.Context, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, el.e.opts.VerifyTimeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-time.After(el.e.opts.PollInterval):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return err.Error()
+}

@@ -1,0 +1,306 @@
+// Package elect makes sure a pool has exactly one live master. When XenHA
+// controls the pool it only finds XenHA's choice; when CloudStack does, it
+// elects, modelled on CloudStack 4.3's sequence but made safe: the master
+// is confirmed gone by independent witnesses, made harmless (powered off,
+// read back) before anyone is promoted, the candidate is chosen
+// deterministically, and every step is journaled so that a restart in the
+// middle resumes without a second promotion.
+package elect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+// ElectedBy says who chose the master.
+type ElectedBy string
+
+const (
+	ByXenHA      ElectedBy = "xenha"
+	ByCloudStack ElectedBy = "cloudstack"
+	ByNone       ElectedBy = "none" // the master was alive: nothing changed
+)
+
+// Errors the server maps to gRPC codes (with fencing.ErrStaleEpoch and
+// fencing.ErrNoController).
+var (
+	// ErrNotConverged: XenHA has not elected a master by the deadline
+	// (UNAVAILABLE); the Result's trace says what each member answered.
+	ErrNotConverged = errors.New("XenHA has not elected a master yet")
+)
+
+// RefusedError is an election the bridge will not carry out
+// (FAILED_PRECONDITION): the master may be alive, or cannot be made
+// harmless, or no host qualifies.
+type RefusedError struct {
+	Reason string
+	Result *Result
+}
+
+func (e *RefusedError) Error() string { return "election refused: " + e.Reason }
+
+// Request asks for the pool to have a live master.
+type Request struct {
+	Pool          *xenha.Handle
+	RequestID     string
+	ExpectedEpoch uint64
+	DryRun        bool
+	Exclude       []string // host UUIDs not to promote
+	Override      bool     // promote although the old master cannot be made harmless (journaled)
+	Reason        string
+}
+
+// Result is the answer.
+type Result struct {
+	PoolUUID  string           `json:"pool_uuid"`
+	Master    xenha.MasterView `json:"master"`
+	ElectedBy ElectedBy        `json:"elected_by"`
+	Epoch     uint64           `json:"epoch"`
+	DryRun    bool             `json:"dry_run"`
+	Trace     []fencing.Step   `json:"trace"`
+}
+
+// Options tune an Elector.
+type Options struct {
+	Journal journal.Store
+	Logger  hclog.Logger
+	// Devices returns a host's BMC (nil: none), to make an old master harmless.
+	Devices func(pool string, host xenha.HostView) fencing.Device
+	// Preferred returns a pool's preferred masters (UUIDs, names or
+	// addresses), tried first.
+	Preferred func(pool string) []string
+
+	ProbeAttempts int           // probes of the master before it counts as unreachable (3)
+	ProbeSpacing  time.Duration // between them (500 ms)
+	PollInterval  time.Duration // waiting for XenHA or for a promotion to take (500 ms)
+	VerifyTimeout time.Duration // a power-off read back, a promotion taking (60 s)
+}
+
+// Elector runs elections, one per pool at a time.
+type Elector struct {
+	opts  Options
+	log   hclog.Logger
+	mu    sync.Mutex
+	locks map[string]chan struct{}
+}
+
+// New returns an Elector.
+func New(opts Options) *Elector {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Devices == nil {
+		opts.Devices = func(string, xenha.HostView) fencing.Device { return nil }
+	}
+	if opts.Preferred == nil {
+		opts.Preferred = func(string) []string { return nil }
+	}
+	if opts.ProbeAttempts <= 0 {
+		opts.ProbeAttempts = 3
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.ProbeSpacing, 500*time.Millisecond)
+	def(&opts.PollInterval, 500*time.Millisecond)
+	def(&opts.VerifyTimeout, 60*time.Second)
+	return &Elector{opts: opts, log: opts.Logger, locks: map[string]chan struct{}{}}
+}
+
+func (e *Elector) lock(ctx context.Context, pool string) (func(), error) {
+	e.mu.Lock()
+	ch, ok := e.locks[pool]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		e.locks[pool] = ch
+	}
+	e.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the election already running on this pool: %w", ctx.Err())
+	}
+}
+
+// election is one call in progress.
+type election struct {
+	e    *Elector
+	req  Request
+	view *xenha.PoolView
+	res  *Result
+}
+
+func (el *election) step(step, host, detail string, ok bool) {
+	s := fencing.Step{Time: time.Now(), Step: step, Host: host, Detail: detail, OK: ok}
+	el.res.Trace = append(el.res.Trace, s)
+	el.e.log.Info("election step", "pool", el.view.Name, "host", host, "request_id", el.req.RequestID,
+		"epoch", el.view.Epoch, "step", step, "ok", ok, "detail", detail)
+	if el.req.DryRun || el.e.opts.Journal == nil {
+		return
+	}
+	if _, err := el.e.opts.Journal.Append(journal.Entry{Pool: el.view.Name, RequestID: el.req.RequestID, Kind: "elect",
+		Step: step, Host: host, Epoch: el.view.Epoch, OK: ok, Detail: detail}); err != nil {
+		el.e.log.Error("cannot journal an election step", "error", err)
+	}
+}
+
+// Elect makes sure the pool has one live master, or says why not.
+func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
+	view := req.Pool.View()
+	if req.ExpectedEpoch > view.Epoch {
+		return nil, &xenha.InvalidArgumentError{Field: "expected_epoch",
+			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
+	}
+	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
+		return nil, fmt.Errorf("%w: request %d, pool %d", fencing.ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+	}
+	if res, ok := e.stored(view.Name, req); ok {
+		return res, nil
+	}
+	unlock, err := e.lock(ctx, view.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if res, ok := e.stored(view.Name, req); ok {
+		return res, nil
+	}
+	view = req.Pool.View()
+	el := &election{e: e, req: req, view: view, res: &Result{PoolUUID: view.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
+	el.step("request", "", fmt.Sprintf("election requested; dry_run=%v override=%v exclude=%v reason=%q", req.DryRun, req.Override, req.Exclude, req.Reason), true)
+
+	switch view.Controller {
+	case xenha.ControllerXenHA:
+		err = el.followXenHA(ctx)
+	case xenha.ControllerCloudStack:
+		err = el.elect(ctx)
+	default:
+		el.step("controller", "", "nobody controls this pool (policy or unknown state): the bridge does not act", false)
+		return nil, fmt.Errorf("%w: pool %s has controller %s", fencing.ErrNoController, view.Name, view.Controller)
+	}
+	if err != nil {
+		el.step("result", "", "failed: "+err.Error(), false)
+		return nil, err
+	}
+	el.res.Epoch = req.Pool.View().Epoch
+	el.step("result", el.res.Master.UUID, fmt.Sprintf("master %s (%s), elected by %s, epoch %d", el.res.Master.Name, el.res.Master.UUID, el.res.ElectedBy, el.res.Epoch), true)
+	if !req.DryRun && req.RequestID != "" && e.opts.Journal != nil {
+		if b, err := json.Marshal(el.res); err == nil {
+			if err := e.opts.Journal.SaveResult("elect", view.Name, req.RequestID, b); err != nil {
+				e.log.Error("cannot store an election result", "error", err)
+			}
+		}
+	}
+	return el.res, nil
+}
+
+func (e *Elector) stored(pool string, req Request) (*Result, bool) {
+	if req.RequestID == "" || req.DryRun || e.opts.Journal == nil {
+		return nil, false
+	}
+	b, ok, err := e.opts.Journal.Result("elect", pool, req.RequestID)
+	if err != nil || !ok {
+		return nil, false
+	}
+	var res Result
+	if json.Unmarshal(b, &res) != nil {
+		return nil, false
+	}
+	return &res, true
+}
+
+// claims summarises a round of probes.
+type claims struct {
+	masters   []xapi.Probe        // answered as master
+	following map[string][]string // master address → slaves naming it
+	emergency []string            // slaves whose master is gone
+	probes    []xapi.Probe
+}
+
+func summarise(probes []xapi.Probe) claims {
+	c := claims{following: map[string][]string{}, probes: probes}
+	for _, p := range probes {
+		switch p.State {
+		case xapi.ProbeMaster:
+			c.masters = append(c.masters, p)
+		case xapi.ProbeSlave:
+			c.following[p.MasterAddress] = append(c.following[p.MasterAddress], p.URL)
+		case xapi.ProbeEmergency:
+			c.emergency = append(c.emergency, p.URL)
+		}
+	}
+	return c
+}
+
+func describe(probes []xapi.Probe) string {
+	parts := make([]string, 0, len(probes))
+	for _, p := range probes {
+		s := p.URL + ": " + p.State.String()
+		if p.MasterAddress != "" {
+			s += " (master " + p.MasterAddress + ")"
+		}
+		parts = append(parts, s)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+// hostByAddress finds a member by management address or member URL.
+func (el *election) hostByAddress(addr string) (xenha.HostView, bool) {
+	if u, err := url.Parse(addr); err == nil && u.Hostname() != "" {
+		addr = u.Hostname()
+	}
+	for _, h := range el.view.Hosts {
+		if h.Address == addr {
+			return h, true
+		}
+	}
+	return xenha.HostView{}, false
+}
+
+func masterOf(h xenha.HostView) xenha.MasterView {
+	return xenha.MasterView{UUID: h.UUID, Name: h.Name, Address: h.Address, Reachable: true}
+}
+
+// followXenHA waits, within the call's deadline, for XenHA's master.
+func (el *election) followXenHA(ctx context.Context) error {
+	el.step("controller", "", "XenHA controls this pool: the bridge never promotes or resets a master; it finds XenHA's choice", true)
+	before := el.view.Master
+	for {
+		c := summarise(el.req.Pool.ProbeAll(ctx))
+		if len(c.masters) == 1 {
+			if h, ok := el.hostByAddress(c.masters[0].URL); ok {
+				el.res.Master = masterOf(h)
+				el.res.ElectedBy = ByXenHA
+				if h.UUID == before.UUID && before.Reachable {
+					el.res.ElectedBy = ByNone
+				}
+				el.step("found", h.UUID, "the members answer: "+describe(c.probes), true)
+				return nil
+			}
+		}
+		select {
+		case <-time.After(el.e.opts.PollInterval):
+		case <-ctx.Done():
+			el.step("found", "", "XenHA has not converged by the deadline; the members answer: "+describe(c.probes), false)
+			return fmt.Errorf("%w by the deadline; the members answer: %s", ErrNotConverged, describe(c.probes))
+		}
+	}
+}

@@ -1,0 +1,382 @@
+package elect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
+	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+)
+
+type env struct {
+	t     *testing.T
+	sim   *xapisim.Sim
+	clock *xapisim.FakeClock
+	m     *xenha.Manager
+	j     *journal.Bolt
+	e     *Elector
+	noBMC bool
+}
+
+func newEnv(t *testing.T, hosts int, mut func(*Options)) *env {
+	t.Helper()
+	fc := xapisim.NewFakeClock()
+	sim, err := xapisim.New(xapisim.Config{Hosts: hosts, Clock: fc, Seed: 31, DisableHeartbeatSelfFence: true, VMsPerHost: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}, Epochs: j})
+	t.Cleanup(m.Close)
+	info := sim.Info()
+	if _, _, err := m.Attach(context.Background(), xenha.PoolSpec{
+		Name: "p", Members: sim.MemberURLs(), TLS: xapi.TLSOptions{AllowPlainHTTP: true},
+		Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
+		ProbeInterval: 100 * time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	en := &env{t: t, sim: sim, clock: fc, m: m, j: j}
+	opts := Options{Journal: j, ProbeSpacing: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond, VerifyTimeout: 5 * time.Second,
+		// The hosts' real Redfish BMCs (the simulator's), through the real driver.
+		Devices: func(pool string, h xenha.HostView) fencing.Device {
+			if en.noBMC {
+				return nil
+			}
+			for _, hi := range info.Hosts {
+				if hi.UUID == h.UUID {
+					d, _ := redfish.New(redfish.Config{URL: hi.BMCURL, Username: info.BMCUsername, Password: info.BMCPassword, AllowPlainHTTP: true})
+					return d
+				}
+			}
+			return nil
+		}}
+	if mut != nil {
+		mut(&opts)
+	}
+	en.e = New(opts)
+	return en
+}
+
+func (en *env) handle() *xenha.Handle {
+	h, err := en.m.Handle("p")
+	if err != nil {
+		en.t.Fatal(err)
+	}
+	return h
+}
+
+func (en *env) elect(mut func(*Request)) (*Result, error) {
+	req := Request{Pool: en.handle(), RequestID: fmt.Sprint(time.Now().UnixNano())}
+	if mut != nil {
+		mut(&req)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return en.e.Elect(ctx, req)
+}
+
+func (en *env) settle(what string, cond func(v *xenha.PoolView) bool) {
+	en.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond(en.handle().View()) {
+		if time.Now().After(deadline) {
+			en.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (en *env) masters() []string { return en.sim.LiveMasters() }
+
+// lowestOther is the member with the lowest UUID but host 0.
+func (en *env) lowestOther() xapisim.HostInfo {
+	var best xapisim.HostInfo
+	for _, h := range en.sim.Info().Hosts[1:] {
+		if best.UUID == "" || h.UUID < best.UUID {
+			best = h
+		}
+	}
+	return best
+}
+
+func trace(r *Result) string {
+	if r == nil {
+		return "<nil>"
+	}
+	var b strings.Builder
+	for _, s := range r.Trace {
+		fmt.Fprintf(&b, "  %s ok=%v: %s\n", s.Step, s.OK, s.Detail)
+	}
+	return b.String()
+}
+
+func refusal(err error) string {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.Reason + "\n" + trace(re.Result)
+	}
+	return fmt.Sprint(err)
+}
+
+func TestMasterCrashElectsOneNewMaster(t *testing.T) {
+	for _, n := range []int{3, 5, 16} {
+		t.Run(fmt.Sprintf("%d hosts", n), func(t *testing.T) {
+			en := newEnv(t, n, nil)
+			sub, _ := en.m.Subscribe("p", 0, "")
+			defer sub.Close()
+			epoch := en.handle().View().Epoch
+			en.sim.PowerOff(0) // the master dies; its BMC stays
+			res, err := en.elect(nil)
+			if err != nil {
+				t.Fatal(refusal(err))
+			}
+			want := en.lowestOther()
+			if res.ElectedBy != ByCloudStack || res.Master.UUID != want.UUID || res.Epoch <= epoch {
+				t.Fatalf("result %+v (want %s)\n%s", res, want.Name, trace(res))
+			}
+			if m := en.masters(); len(m) != 1 || m[0] != want.UUID {
+				t.Fatalf("live masters %v", m)
+			}
+			for _, h := range en.sim.State().Hosts {
+				if h.Powered && h.UUID != want.UUID && (h.Emergency || h.MasterAddress != want.Address) {
+					t.Fatalf("%s follows %s (emergency %v)", h.Name, h.MasterAddress, h.Emergency)
+				}
+			}
+			for {
+				select {
+				case ev := <-sub.C:
+					if ev.Type != xenha.EventMasterChanged {
+						continue
+					}
+					if ev.Cause != xenha.CauseCloudStackElection || ev.Host != want.UUID {
+						t.Fatalf("MASTER_CHANGED %+v", ev)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("no MASTER_CHANGED")
+				}
+				break
+			}
+		})
+	}
+}
+
+func TestAMasterCutOffFromTheBridgeOnlyIsNotReplaced(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	en.sim.CutBridge(0, true)
+	_, err := en.elect(nil)
+	var re *RefusedError
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "slaves still reach the master") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	if m := en.masters(); len(m) != 1 || m[0] != en.sim.Info().Hosts[0].UUID || !en.sim.State().Hosts[0].Powered {
+		t.Fatalf("the master was touched: %v", m)
+	}
+}
+
+func TestNoPromotionWithoutMakingTheOldMasterHarmless(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	en.noBMC = true
+	en.sim.PowerOff(0)
+	_, err := en.elect(nil)
+	var re *RefusedError
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "harmless") || len(en.masters()) != 0 {
+		t.Fatalf("want a refusal, got %v; masters %v", err, en.masters())
+	}
+	res, err := en.elect(func(r *Request) { r.Override = true; r.Reason = "operator: the old master's PDU is off" })
+	if err != nil || res.ElectedBy != ByCloudStack || len(en.masters()) != 1 {
+		t.Fatalf("override: %v\n%s", err, trace(res))
+	}
+	entries, _ := en.j.Entries("p", 0, 0)
+	journaled := false
+	for _, e := range entries {
+		journaled = journaled || e.Step == "override"
+	}
+	if !journaled {
+		t.Fatal("the override is not journaled")
+	}
+}
+
+func TestTheOldMasterReturnsAndIsReset(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	old := en.sim.Info().Hosts[0]
+	en.sim.PowerOff(0)
+	res, err := en.elect(nil)
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	en.sim.PowerOn(0) // back, still believing it is master
+	if len(en.masters()) != 2 {
+		t.Fatalf("no split brain to heal: %v", en.masters())
+	}
+	en.settle("the split brain seen", func(v *xenha.PoolView) bool { return len(v.Claimers) == 2 })
+	healed, err := en.elect(nil)
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	if m := en.masters(); len(m) != 1 || m[0] != res.Master.UUID || healed.Master.UUID != res.Master.UUID {
+		t.Fatalf("after healing: %v\n%s", m, trace(healed))
+	}
+	if st := en.sim.State().Hosts[0]; st.MasterAddress != res.Master.Address || st.UUID != old.UUID {
+		t.Fatalf("the old master follows %s", st.MasterAddress)
+	}
+}
+
+func TestConcurrentElectionsPromoteOnce(t *testing.T) {
+	en := newEnv(t, 5, nil)
+	en.sim.PowerOff(0)
+	var wg sync.WaitGroup
+	results := make([]*Result, 4)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := en.elect(func(r *Request) { r.RequestID = fmt.Sprintf("caller-%d", i%2) })
+			if err != nil {
+				t.Error(refusal(err))
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	promotions := 0
+	entries, _ := en.j.Entries("p", 0, 0)
+	for _, e := range entries {
+		if e.Step == "promote" && strings.HasPrefix(e.Detail, "pool.emergency_transition_to_master") {
+			promotions++
+		}
+	}
+	if promotions != 1 || len(en.masters()) != 1 {
+		t.Fatalf("%d promotions, masters %v", promotions, en.masters())
+	}
+	for _, r := range results {
+		if r == nil || r.Master.UUID != results[0].Master.UUID {
+			t.Fatalf("callers disagree on the master")
+		}
+	}
+}
+
+func TestARestartMidElectionResumesWithoutASecondPromotion(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	info := en.sim.Info()
+	en.sim.PowerOff(0)
+	// A bridge promoted host 2 (not the lowest UUID's choice, on purpose)
+	// and died before recovering the slaves.
+	target := info.Hosts[2]
+	en.j.Append(journal.Entry{Pool: "p", Kind: "elect", RequestID: "before-crash", Step: "promote", Host: target.UUID, OK: true, Detail: "pool.emergency_transition_to_master on " + target.Name})
+	local, _ := xapi.NewSlaveLocalClient(target.URL, xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)}, xapi.Options{TLS: xapi.TLSOptions{AllowPlainHTTP: true}})
+	if err := local.PoolEmergencyTransitionToMaster(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	local.Close(context.Background())
+
+	restarted := New(en.e.opts) // a new process with the same journal
+	en.e = restarted
+	res, err := en.elect(func(r *Request) { r.RequestID = "before-crash" })
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	if res.Master.UUID != target.UUID || len(en.masters()) != 1 || !strings.Contains(trace(res), "resum") {
+		t.Fatalf("result %+v masters %v\n%s", res.Master, en.masters(), trace(res))
+	}
+	if st := en.sim.State().Hosts[1]; st.MasterAddress != target.Address {
+		t.Fatalf("host 1 follows %s", st.MasterAddress)
+	}
+}
+
+func TestXenHAPoolsAreFollowedNeverPromoted(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d hosts", n), func(t *testing.T) {
+			en := newEnv(t, n, nil)
+			en.sim.EnableHA(0, 30*time.Second)
+			en.settle("XenHA in control", func(v *xenha.PoolView) bool { return v.Controller == xenha.ControllerXenHA })
+			en.sim.PowerOff(0)
+			// Not converged yet: UNAVAILABLE with what each member said.
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			_, err := en.e.Elect(ctx, Request{Pool: en.handle()})
+			cancel()
+			if !errors.Is(err, ErrNotConverged) || !strings.Contains(err.Error(), "emergency") {
+				t.Fatalf("before XenHA decided: %v", err)
+			}
+			done := make(chan struct{})
+			var res *Result
+			go func() {
+				defer close(done)
+				res, err = en.elect(nil)
+			}()
+			time.Sleep(100 * time.Millisecond)
+			en.clock.Advance(31 * time.Second)
+			<-done
+			if err != nil || res.ElectedBy != ByXenHA || len(en.masters()) != 1 || res.Master.UUID != en.masters()[0] {
+				t.Fatalf("%v %+v %v", err, res, en.masters())
+			}
+			if strings.Contains(trace(res), "emergency_transition") {
+				t.Fatal("the bridge promoted in a XenHA pool")
+			}
+		})
+	}
+}
+
+func TestOtherCases(t *testing.T) {
+	t.Run("an admin's designation is followed, not fought", func(t *testing.T) {
+		en := newEnv(t, 3, nil)
+		en.sim.Designate(2)
+		res, err := en.elect(nil)
+		if err != nil || res.ElectedBy != ByNone || res.Master.UUID != en.sim.Info().Hosts[2].UUID {
+			t.Fatalf("%v %+v", err, res)
+		}
+	})
+	t.Run("a candidate whose XAPI hangs is passed over", func(t *testing.T) {
+		en := newEnv(t, 3, nil)
+		first := en.lowestOther()
+		i, _ := en.sim.HostIndex(first.UUID)
+		en.sim.HangXAPI(i, true)
+		en.sim.PowerOff(0)
+		res, err := en.elect(nil)
+		if err != nil || res.Master.UUID == first.UUID || len(en.masters()) != 1 {
+			t.Fatalf("%v\n%s", refusal(err), trace(res))
+		}
+	})
+	t.Run("a stale epoch", func(t *testing.T) {
+		en := newEnv(t, 3, nil)
+		epoch := en.handle().View().Epoch
+		en.sim.Designate(1)
+		en.settle("the designation", func(v *xenha.PoolView) bool { return v.Epoch > epoch })
+		if _, err := en.elect(func(r *Request) { r.ExpectedEpoch = epoch }); !errors.Is(err, fencing.ErrStaleEpoch) {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("a dry run changes nothing", func(t *testing.T) {
+		en := newEnv(t, 3, nil)
+		en.sim.PowerOff(0)
+		res, err := en.elect(func(r *Request) { r.DryRun = true })
+		if err != nil || !res.DryRun || res.Master.UUID != en.lowestOther().UUID || len(en.masters()) != 0 {
+			t.Fatalf("%v %+v %v", err, res, en.masters())
+		}
+	})
+	t.Run("the preferred list comes first", func(t *testing.T) {
+		var pref string
+		en := newEnv(t, 4, func(o *Options) { o.Preferred = func(string) []string { return []string{pref} } })
+		pref = en.sim.Info().Hosts[3].Name
+		en.sim.PowerOff(0)
+		res, err := en.elect(nil)
+		if err != nil || res.Master.Name != pref {
+			t.Fatalf("%v %+v", err, res)
+		}
+	})
+}
