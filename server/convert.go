@@ -4,6 +4,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -146,6 +147,21 @@ func fenceResultPB(r *fencing.Result) *pb.FenceHostResponse {
 	for _, v := range r.VMResets {
 		out.VmResets = append(out.VmResets, &pb.VMReset{VmUuid: v.UUID, Name: v.Name, Reset_: v.Reset, Error: v.Error})
 	}
+	for _, s := range r.Trace {
+		out.Trace = append(out.Trace, traceStepPB(s))
+	}
+	return out
+}
+
+var electedBy = map[elect.ElectedBy]pb.ElectedBy{
+	elect.ByXenHA:      pb.ElectedBy_ELECTED_BY_XENHA,
+	elect.ByCloudStack: pb.ElectedBy_ELECTED_BY_CLOUDSTACK,
+	elect.ByNone:       pb.ElectedBy_ELECTED_BY_NONE,
+}
+
+func electResultPB(r *elect.Result) *pb.ElectMasterResponse {
+	out := &pb.ElectMasterResponse{PoolUuid: r.PoolUUID, Master: masterPB(r.Master), ElectedBy: electedBy[r.ElectedBy],
+		Epoch: r.Epoch, DryRun: r.DryRun}
 	for _, s := range r.Trace {
 		out.Trace = append(out.Trace, traceStepPB(s))
 	}

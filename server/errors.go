@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -24,7 +25,18 @@ func toStatus(err error) error {
 		return err
 	}
 	var ia *xenha.InvalidArgumentError
+	var refused *elect.RefusedError
 	switch {
+	case errors.As(err, &refused):
+		v := []*errdetails.PreconditionFailure_Violation{{Type: "ELECTION", Subject: "pool", Description: refused.Reason}}
+		if refused.Result != nil {
+			for _, st := range refused.Result.Trace {
+				v = append(v, &errdetails.PreconditionFailure_Violation{Type: "TRACE:" + st.Step, Subject: st.Host, Description: st.Detail})
+			}
+		}
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.PreconditionFailure{Violations: v})
+	case errors.Is(err, elect.ErrNotConverged):
+		return withDetails(codes.Unavailable, err.Error(), &errdetails.ErrorInfo{Reason: "XENHA_NOT_CONVERGED", Domain: "xenha-bridge"})
 	case errors.As(err, &ia):
 		return withDetails(codes.InvalidArgument, err.Error(), &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ia.Field, Description: ia.Reason}},

@@ -13,8 +13,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -28,6 +31,8 @@ type Service struct {
 	log     hclog.Logger
 	fencer  *fencing.Fencer
 	devices DeviceFactory
+	elector *elect.Elector
+	journal journal.Store
 }
 
 var _ pb.XenHAServiceServer = (*Service)(nil)
@@ -43,6 +48,12 @@ type Option func(*Service)
 func WithFencing(f *fencing.Fencer, devices DeviceFactory) Option {
 	return func(s *Service) { s.fencer, s.devices = f, devices }
 }
+
+// WithElection enables ElectMaster.
+func WithElection(e *elect.Elector) Option { return func(s *Service) { s.elector = e } }
+
+// WithJournal enables the Journal RPC.
+func WithJournal(j journal.Store) Option { return func(s *Service) { s.journal = j } }
 
 // NewService serves the manager's pools.
 func NewService(pools *xenha.Manager, log hclog.Logger, opts ...Option) *Service {
@@ -190,16 +201,61 @@ func (s *Service) ListPools(ctx context.Context, req *pb.ListPoolsRequest) (*pb.
 	return out, nil
 }
 
-// ElectMaster validates its request, then answers UNIMPLEMENTED until the
-// election lands: bad input is still told apart from a missing feature.
+// ElectMaster makes sure the pool has one live master.
 func (s *Service) ElectMaster(ctx context.Context, req *pb.ElectMasterRequest) (*pb.ElectMasterResponse, error) {
 	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
 		return nil, err
 	}
-	if _, err := s.pools.Pool(req.GetPool()); err != nil {
+	if len(req.GetRequestId()) > 128 || len(req.GetReason()) > 1024 || len(req.GetExcludeHosts()) > 64 {
+		return nil, invalidArgument("request_id", "request_id at most 128 characters, reason at most 1024, at most 64 excluded hosts")
+	}
+	h, err := s.pools.Handle(req.GetPool())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return nil, status.Error(codes.Unimplemented, "ElectMaster is not implemented yet")
+	if s.elector == nil {
+		return nil, status.Error(codes.Unimplemented, "ElectMaster is not enabled in this bridge")
+	}
+	res, err := s.elector.Elect(ctx, elect.Request{
+		Pool: h, RequestID: req.GetRequestId(), ExpectedEpoch: req.GetExpectedEpoch(), DryRun: req.GetDryRun(),
+		Exclude: req.GetExcludeHosts(), Override: req.GetOperatorOverride(), Reason: req.GetReason(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return electResultPB(res), nil
+}
+
+// Journal returns a pool's journaled steps.
+func (s *Service) Journal(ctx context.Context, req *pb.JournalRequest) (*pb.JournalResponse, error) {
+	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
+		return nil, err
+	}
+	if req.GetLimit() < 0 || req.GetLimit() > 10000 {
+		return nil, invalidArgument("limit", "between 0 (1000) and 10000")
+	}
+	name, err := s.pools.Resolve(req.GetPool())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if s.journal == nil {
+		return nil, status.Error(codes.Unimplemented, "this bridge keeps no journal")
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = 1000
+	}
+	entries, err := s.journal.Entries(name, req.GetAfterSequence(), limit)
+	if err != nil {
+		s.log.Error("journal read failed", "pool", name, "error", err)
+		return nil, status.Error(codes.Internal, "the journal cannot be read")
+	}
+	out := &pb.JournalResponse{}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, &pb.JournalEntry{Sequence: e.Seq, Time: timestamppb.New(e.Time), RequestId: e.RequestID,
+			Kind: e.Kind, Step: e.Step, HostUuid: e.Host, Epoch: e.Epoch, Ok: e.OK, Detail: e.Detail})
+	}
+	return out, nil
 }
 
 // FenceHost fences a dead host, or says why not.

@@ -2424,6 +2424,221 @@ func (x *PoolSummary) GetSource() string {
 	return ""
 }
 
+type JournalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pool  string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Entries after this sequence number (0: from the first).
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// At most this many entries (0: 1000).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalRequest) Reset() {
+	*x = JournalRequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalRequest) ProtoMessage() {}
+
+func (x *JournalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalRequest.ProtoReflect.Descriptor instead.
+func (*JournalRequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *JournalRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *JournalRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+func (x *JournalRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type JournalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*JournalEntry        `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalResponse) Reset() {
+	*x = JournalResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalResponse) ProtoMessage() {}
+
+func (x *JournalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalResponse.ProtoReflect.Descriptor instead.
+func (*JournalResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *JournalResponse) GetEntries() []*JournalEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type JournalEntry struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Sequence  uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Time      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// "fence" or "elect".
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Step          string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	HostUuid      string `protobuf:"bytes,6,opt,name=host_uuid,json=hostUuid,proto3" json:"host_uuid,omitempty"`
+	Epoch         uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Ok            bool   `protobuf:"varint,8,opt,name=ok,proto3" json:"ok,omitempty"`
+	Detail        string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalEntry) Reset() {
+	*x = JournalEntry{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalEntry) ProtoMessage() {}
+
+func (x *JournalEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
+func (*JournalEntry) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *JournalEntry) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *JournalEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *JournalEntry) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetHostUuid() string {
+	if x != nil {
+		return x.HostUuid
+	}
+	return ""
+}
+
+func (x *JournalEntry) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *JournalEntry) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *JournalEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_cloudstack_xenha_v1_xenha_proto protoreflect.FileDescriptor
 
 const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
@@ -2592,7 +2807,24 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\bobserved\x18\x06 \x01(\bR\bobserved\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x123\n" +
 	"\x06master\x18\b \x01(\v2\x1b.cloudstack.xenha.v1.MasterR\x06master\x12\x16\n" +
-	"\x06source\x18\t \x01(\tR\x06source*n\n" +
+	"\x06source\x18\t \x01(\tR\x06source\"a\n" +
+	"\x0eJournalRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"N\n" +
+	"\x0fJournalResponse\x12;\n" +
+	"\aentries\x18\x01 \x03(\v2!.cloudstack.xenha.v1.JournalEntryR\aentries\"\xfc\x01\n" +
+	"\fJournalEntry\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\x12\x1b\n" +
+	"\thost_uuid\x18\x06 \x01(\tR\bhostUuid\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x0e\n" +
+	"\x02ok\x18\b \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail*n\n" +
 	"\n" +
 	"Controller\x12\x1a\n" +
 	"\x16CONTROLLER_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2645,7 +2877,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\"MASTER_CHANGE_CAUSE_XENHA_ELECTION\x10\x01\x12+\n" +
 	"'MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION\x10\x02\x12)\n" +
 	"%MASTER_CHANGE_CAUSE_ADMIN_DESIGNATION\x10\x03\x12\x1f\n" +
-	"\x1bMASTER_CHANGE_CAUSE_UNKNOWN\x10\x042\x9a\x05\n" +
+	"\x1bMASTER_CHANGE_CAUSE_UNKNOWN\x10\x042\xf0\x05\n" +
 	"\fXenHAService\x12Q\n" +
 	"\x06HAMode\x12\".cloudstack.xenha.v1.HAModeRequest\x1a#.cloudstack.xenha.v1.HAModeResponse\x12`\n" +
 	"\vElectMaster\x12'.cloudstack.xenha.v1.ElectMasterRequest\x1a(.cloudstack.xenha.v1.ElectMasterResponse\x12Z\n" +
@@ -2656,7 +2888,8 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"AttachPool\x12&.cloudstack.xenha.v1.AttachPoolRequest\x1a'.cloudstack.xenha.v1.AttachPoolResponse\x12]\n" +
 	"\n" +
 	"DetachPool\x12&.cloudstack.xenha.v1.DetachPoolRequest\x1a'.cloudstack.xenha.v1.DetachPoolResponse\x12Z\n" +
-	"\tListPools\x12%.cloudstack.xenha.v1.ListPoolsRequest\x1a&.cloudstack.xenha.v1.ListPoolsResponseBLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
+	"\tListPools\x12%.cloudstack.xenha.v1.ListPoolsRequest\x1a&.cloudstack.xenha.v1.ListPoolsResponse\x12T\n" +
+	"\aJournal\x12#.cloudstack.xenha.v1.JournalRequest\x1a$.cloudstack.xenha.v1.JournalResponseBLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
 
 var (
 	file_cloudstack_xenha_v1_xenha_proto_rawDescOnce sync.Once
@@ -2671,7 +2904,7 @@ func file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(Controller)(0),               // 0: cloudstack.xenha.v1.Controller
 	(Policy)(0),                   // 1: cloudstack.xenha.v1.Policy
@@ -2705,15 +2938,18 @@ var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(*ListPoolsRequest)(nil),      // 29: cloudstack.xenha.v1.ListPoolsRequest
 	(*ListPoolsResponse)(nil),     // 30: cloudstack.xenha.v1.ListPoolsResponse
 	(*PoolSummary)(nil),           // 31: cloudstack.xenha.v1.PoolSummary
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(*JournalRequest)(nil),        // 32: cloudstack.xenha.v1.JournalRequest
+	(*JournalResponse)(nil),       // 33: cloudstack.xenha.v1.JournalResponse
+	(*JournalEntry)(nil),          // 34: cloudstack.xenha.v1.JournalEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
 }
 var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 0: cloudstack.xenha.v1.HAModeResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	1,  // 1: cloudstack.xenha.v1.HAModeResponse.policy:type_name -> cloudstack.xenha.v1.Policy
-	32, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
-	33, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
-	33, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
+	35, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
+	36, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
+	36, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
 	11, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
 	9,  // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
 	10, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
@@ -2722,45 +2958,49 @@ var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	9,  // 10: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
 	3,  // 11: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
 	15, // 12: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	32, // 13: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
+	35, // 13: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
 	17, // 14: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
 	4,  // 15: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
 	19, // 16: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
 	20, // 17: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
 	15, // 18: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
 	23, // 19: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
-	32, // 20: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
+	35, // 20: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
 	5,  // 21: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
 	6,  // 22: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
 	0,  // 23: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
 	12, // 24: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
 	1,  // 25: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
-	33, // 26: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
+	36, // 26: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
 	25, // 27: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
 	31, // 28: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
 	31, // 29: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
 	1,  // 30: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
 	0,  // 31: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
 	9,  // 32: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
-	7,  // 33: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
-	13, // 34: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
-	16, // 35: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
-	21, // 36: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
-	24, // 37: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
-	27, // 38: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
-	29, // 39: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
-	8,  // 40: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
-	14, // 41: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
-	18, // 42: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
-	22, // 43: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
-	26, // 44: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
-	28, // 45: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
-	30, // 46: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
-	40, // [40:47] is the sub-list for method output_type
-	33, // [33:40] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	34, // 33: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
+	35, // 34: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	7,  // 35: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
+	13, // 36: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
+	16, // 37: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
+	21, // 38: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
+	24, // 39: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
+	27, // 40: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
+	29, // 41: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
+	32, // 42: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
+	8,  // 43: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
+	14, // 44: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
+	18, // 45: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
+	22, // 46: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
+	26, // 47: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
+	28, // 48: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
+	30, // 49: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
+	33, // 50: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
+	43, // [43:51] is the sub-list for method output_type
+	35, // [35:43] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cloudstack_xenha_v1_xenha_proto_init() }
@@ -2774,7 +3014,7 @@ func file_cloudstack_xenha_v1_xenha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudstack_xenha_v1_xenha_proto_rawDesc), len(file_cloudstack_xenha_v1_xenha_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,7 @@ const (
 	XenHAService_AttachPool_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/AttachPool"
 	XenHAService_DetachPool_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/DetachPool"
 	XenHAService_ListPools_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/ListPools"
+	XenHAService_Journal_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/Journal"
 )
 
 // XenHAServiceClient is the client API for XenHAService service.
@@ -69,6 +70,9 @@ type XenHAServiceClient interface {
 	DetachPool(ctx context.Context, in *DetachPoolRequest, opts ...grpc.CallOption) (*DetachPoolResponse, error)
 	// ListPools lists the attached pools.
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	// Journal returns a pool's journaled steps (fences, elections, operator
+	// overrides), oldest first, for audit.
+	Journal(ctx context.Context, in *JournalRequest, opts ...grpc.CallOption) (*JournalResponse, error)
 }
 
 type xenHAServiceClient struct {
@@ -158,6 +162,16 @@ func (c *xenHAServiceClient) ListPools(ctx context.Context, in *ListPoolsRequest
 	return out, nil
 }
 
+func (c *xenHAServiceClient) Journal(ctx context.Context, in *JournalRequest, opts ...grpc.CallOption) (*JournalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JournalResponse)
+	err := c.cc.Invoke(ctx, XenHAService_Journal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // XenHAServiceServer is the server API for XenHAService service.
 // All implementations must embed UnimplementedXenHAServiceServer
 // for forward compatibility.
@@ -183,6 +197,9 @@ type XenHAServiceServer interface {
 	DetachPool(context.Context, *DetachPoolRequest) (*DetachPoolResponse, error)
 	// ListPools lists the attached pools.
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	// Journal returns a pool's journaled steps (fences, elections, operator
+	// overrides), oldest first, for audit.
+	Journal(context.Context, *JournalRequest) (*JournalResponse, error)
 	mustEmbedUnimplementedXenHAServiceServer()
 }
 
@@ -213,6 +230,9 @@ func (UnimplementedXenHAServiceServer) DetachPool(context.Context, *DetachPoolRe
 }
 func (UnimplementedXenHAServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedXenHAServiceServer) Journal(context.Context, *JournalRequest) (*JournalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Journal not implemented")
 }
 func (UnimplementedXenHAServiceServer) mustEmbedUnimplementedXenHAServiceServer() {}
 func (UnimplementedXenHAServiceServer) testEmbeddedByValue()                      {}
@@ -354,6 +374,24 @@ func _XenHAService_ListPools_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _XenHAService_Journal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JournalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).Journal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_Journal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).Journal(ctx, req.(*JournalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // XenHAService_ServiceDesc is the grpc.ServiceDesc for XenHAService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -384,6 +422,10 @@ var XenHAService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPools",
 			Handler:    _XenHAService_ListPools_Handler,
+		},
+		{
+			MethodName: "Journal",
+			Handler:    _XenHAService_Journal_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
