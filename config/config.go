@@ -203,6 +203,9 @@ type Pool struct {
 	ProbeInterval time.Duration
 	TLS           PoolTLS
 	Fencing       Fencing
+	// PreferredMasters (UUIDs, names or addresses) are tried first when
+	// the bridge elects a master.
+	PreferredMasters []string
 
 	password *secret
 }

@@ -532,6 +532,11 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 		"storage_timeout": func(v *yaml.Node, fp string) { d.setDuration(&p.StorageTimeout, v, fp) },
 		"probe_interval":  func(v *yaml.Node, fp string) { d.setDuration(&p.ProbeInterval, v, fp) },
 		"fencing":         func(v *yaml.Node, fp string) { d.fencing(v, fp, &p.Fencing) },
+		"preferred_masters": func(v *yaml.Node, fp string) {
+			if m, ok := d.strings(v, fp); ok {
+				p.PreferredMasters = m
+			}
+		},
 		"tls": func(v *yaml.Node, fp string) {
 			d.object(v, fp, "the pool's TLS settings", map[string]func(*yaml.Node, string){
 				"ca_file":          func(v *yaml.Node, fp string) { d.setStr(&p.TLS.CAFile, v, fp) },

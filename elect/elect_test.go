@@ -380,3 +380,26 @@ func TestOtherCases(t *testing.T) {
 		}
 	})
 }
+
+func TestASplitBrainHealsItself(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go en.e.Heal(ctx, en.m)
+	en.sim.PowerOff(0)
+	res, err := en.elect(nil)
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	en.sim.PowerOn(0) // the old master is back, still master
+	deadline := time.Now().Add(10 * time.Second)
+	for len(en.masters()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not healed: %v", en.masters())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if en.masters()[0] != res.Master.UUID {
+		t.Fatalf("the wrong master stayed: %v", en.masters())
+	}
+}

@@ -359,8 +359,15 @@ func (h *Handle) SlaveLocal(address string) (*xapi.Client, error) {
 	return h.w.pool.SlaveLocal(u)
 }
 
-// Refresh forgets the cached master so the next Do looks again.
-func (h *Handle) Refresh() { h.w.pool.Invalidate() }
+// Refresh forgets the cached master so the next Do looks again, and wakes
+// the watcher so the view follows a master the bridge just made.
+func (h *Handle) Refresh() {
+	h.w.pool.Invalidate()
+	select {
+	case h.w.wake <- struct{}{}:
+	default:
+	}
+}
 
 // ExpectMaster tells the watcher that the bridge is promoting this host,
 // so the change is reported as a CloudStack election.

@@ -37,6 +37,7 @@ type watcher struct {
 	cancelFollow context.CancelFunc
 
 	kick   chan struct{} // asks the probe loop to probe now
+	wake   chan struct{} // cuts the event loop's back-off short (a new master was made)
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -44,7 +45,7 @@ type watcher struct {
 func newWatcher(spec PoolSpec, pool *xapi.Pool, hub *Hub, log hclog.Logger, poll time.Duration, onUUID func(string, string)) *watcher {
 	w := &watcher{
 		spec: spec, pool: pool, hub: hub, log: log, poll: poll, onUUID: onUUID,
-		observed: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
+		observed: make(chan struct{}), kick: make(chan struct{}, 1), wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	w.view.Store(derive(spec, observation{}, 0))
 	return w
@@ -156,6 +157,7 @@ func (w *watcher) followLoop(ctx context.Context) {
 		}
 		select {
 		case <-time.After(backoff):
+		case <-w.wake:
 		case <-ctx.Done():
 			return
 		}

@@ -37,6 +37,7 @@ const usage = `usage: xenha-bridge <command> [flags]
 
 commands:
   serve    run the gRPC service (--config FILE, --listen ADDR, --simulate)
+  journal  print a pool's journal from a running bridge (--pool NAME)
   sim      run a simulated XenServer pool on loopback and print its addresses
   version  print the version
 `
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return runSim(ctx, args[1:], stdout, stderr)
+	case "journal":
+		return runJournal(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xenha-bridge", version)
 		return nil

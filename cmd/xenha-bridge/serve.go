@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudstack-xenha/xenha-bridge/config"
+	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/server"
@@ -87,7 +88,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fencer := fencing.New(fencing.Options{
 		Journal: jrnl, Logger: log.Named("fencing"), Devices: bmcs.lookup, Pool: poolFencing(cfg.Pools),
 	})
+	preferred := map[string][]string{}
+	elector := elect.New(elect.Options{
+		Journal: jrnl, Logger: log.Named("elect"), Devices: bmcs.lookup,
+		Preferred: func(pool string) []string { return preferred[pool] },
+	})
 	for _, p := range cfg.Pools {
+		preferred[p.Name] = p.PreferredMasters
 		if err := bmcs.addConfigured(p); err != nil {
 			return err
 		}
@@ -137,7 +144,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	devices := func(driver, address, username, password string) (fencing.Device, error) {
 		return newDevice(driver, address, username, password, false)
 	}
-	srv := server.New(server.NewService(pools, log.Named("api"), server.WithFencing(fencer, devices)), server.Options{
+	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
+	srv := server.New(server.NewService(pools, log.Named("api"),
+		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl)), server.Options{
 		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf,
 	})
 	errc := make(chan error, 1)
