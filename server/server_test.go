@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,10 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -455,4 +458,75 @@ func TestFenceHostOverGRPC(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	wantCode(t, err, codes.Aborted)
+}
+
+func TestElectMasterAndJournalOverGRPC(t *testing.T) {
+	dir := t.TempDir()
+	j, err := journal.Open(filepath.Join(dir, "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}, Epochs: j})
+	t.Cleanup(m.Close)
+	var sim *xapisim.Sim
+	elector := elect.New(elect.Options{Journal: j, ProbeSpacing: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Devices: func(pool string, h xenha.HostView) fencing.Device {
+			info := sim.Info()
+			for _, hi := range info.Hosts {
+				if hi.UUID == h.UUID {
+					d, _ := redfish.New(redfish.Config{URL: hi.BMCURL, Username: info.BMCUsername, Password: info.BMCPassword, AllowPlainHTTP: true})
+					return d
+				}
+			}
+			return nil
+		}})
+	srv := New(NewService(m, nil, WithElection(elector), WithJournal(j)), Options{})
+	ln := bufconn.Listen(1 << 20)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, _ := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	t.Cleanup(func() { conn.Close() })
+	f := (&fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}).withSim(3)
+	sim = f.sim
+
+	// The master alive but cut off from the bridge: FAILED_PRECONDITION, with the trace.
+	sim.CutBridge(0, true)
+	_, err = f.c.ElectMaster(f.ctx(), &pb.ElectMasterRequest{Pool: "sim", RequestId: "x"})
+	st := wantCode(t, err, codes.FailedPrecondition)
+	found := false
+	for _, d := range st.Details() {
+		if pf, ok := d.(*errdetails.PreconditionFailure); ok && len(pf.GetViolations()) > 2 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no trace in the details: %v", st.Details())
+	}
+	sim.CutBridge(0, false)
+
+	sim.PowerOff(0)
+	r, err := f.c.ElectMaster(f.ctx(), &pb.ElectMasterRequest{Pool: "sim", RequestId: "e1"})
+	if err != nil || r.GetElectedBy() != pb.ElectedBy_ELECTED_BY_CLOUDSTACK || r.GetMaster().GetUuid() == sim.Info().Hosts[0].UUID {
+		t.Fatalf("%v %v", r, err)
+	}
+	again, err := f.c.ElectMaster(f.ctx(), &pb.ElectMasterRequest{Pool: "sim", RequestId: "e1"})
+	if err != nil || again.GetMaster().GetUuid() != r.GetMaster().GetUuid() || len(again.GetTrace()) != len(r.GetTrace()) {
+		t.Fatalf("a repeated request id: %v %v", again, err)
+	}
+	jr, err := f.c.Journal(f.ctx(), &pb.JournalRequest{Pool: sim.Info().PoolUUID})
+	if err != nil || len(jr.GetEntries()) < 5 {
+		t.Fatalf("journal: %v %v", jr, err)
+	}
+	promoted := false
+	for _, e := range jr.GetEntries() {
+		promoted = promoted || (e.GetStep() == "promote" && e.GetRequestId() == "e1")
+	}
+	if !promoted {
+		t.Fatal("the promotion is not in the journal")
+	}
+	_, err = f.c.Journal(f.ctx(), &pb.JournalRequest{Pool: "sim", Limit: -1})
+	wantCode(t, err, codes.InvalidArgument)
 }
