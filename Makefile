@@ -86,6 +86,7 @@ fuzz:
 bench:
 	$(GO) run ./cmd/xenha-bench
 	$(GO) run ./cmd/xenha-bench -fence 10
+	$(GO) run ./cmd/xenha-bench -failover 5
 
 clean:
 	rm -rf bin $(VENV)

@@ -33,7 +33,8 @@ import (
 var (
 	duration = flag.Duration("duration", 3*time.Second, "how long each load phase runs")
 	workers  = flag.Int("workers", 4, "concurrent callers in the load phases")
-	fence    = flag.Int("fence", 0, "instead: time N fences per level (make bench-fence)")
+	fence    = flag.Int("fence", 0, "instead: time N fences per level")
+	failover = flag.Int("failover", 0, "instead: time N CloudStack-controlled failovers per pool size")
 	sizes    = []int{1, 100, 1000}
 )
 
@@ -42,6 +43,10 @@ func main() {
 	log.SetFlags(0)
 	if *fence > 0 {
 		benchFence(*fence)
+		return
+	}
+	if *failover > 0 {
+		benchFailover(*failover)
 		return
 	}
 	fmt.Printf("| attached pools | RPC | calls/s | p50 | p99 | ratio to no-op (throughput) |\n|---|---|---|---|---|---|\n")

@@ -74,6 +74,8 @@ def test_try_it_commands_work_as_printed(served):
         "Health/Check": "SERVING",
         "FenceHost": "FENCE_OUTCOME_REFUSED_HOST_ALIVE",
         "power-off": '"status":"ok"',
+        "ElectMaster": "ELECTED_BY_CLOUDSTACK",
+        "journal --pool": "emergency_transition_to_master",
     }
     stream = None
     for cmd in cmds:
@@ -81,7 +83,7 @@ def test_try_it_commands_work_as_printed(served):
             stream = subprocess.Popen(cmd, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(1.5)  # let it subscribe before the fault below
             continue
-        out = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, f"{cmd}\n{out.stdout}{out.stderr}"
         for key, want in expect.items():
             if key in cmd:
@@ -91,7 +93,7 @@ def test_try_it_commands_work_as_printed(served):
     threading.Thread(target=lambda: [lines.put(l) for l in stream.stdout], daemon=True).start()
     deadline = time.time() + 15
     seen = ""
-    while "EVENT_TYPE_MASTER_LOST" not in seen and time.time() < deadline:
+    while "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" not in seen and time.time() < deadline:
         try:
             seen += lines.get(timeout=0.5)
         except queue.Empty:
@@ -99,3 +101,4 @@ def test_try_it_commands_work_as_printed(served):
     stream.terminate()
     stream.wait(timeout=5)
     assert "EVENT_TYPE_MASTER_LOST" in seen, seen
+    assert "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" in seen, seen
