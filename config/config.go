@@ -206,6 +206,10 @@ type Pool struct {
 	// PreferredMasters (UUIDs, names or addresses) are tried first when
 	// the bridge elects a master.
 	PreferredMasters []string
+	// Autopilot makes the bridge elect by itself once the master has been
+	// lost for AutopilotDelay (XenHA off only). Default off.
+	Autopilot      bool
+	AutopilotDelay time.Duration
 
 	password *secret
 }
@@ -237,6 +241,7 @@ func defaultPool() Pool {
 		Policy:         PolicyAuto,
 		StorageTimeout: DefaultStorageTimeout,
 		ProbeInterval:  DefaultProbeInterval,
+		AutopilotDelay: 30 * time.Second,
 		Fencing: Fencing{
 			Levels:           append([]string(nil), FencingLevels...),
 			StormPercent:     50,

@@ -78,8 +78,9 @@ func TestParseFull(t *testing.T) {
 				CAFile:    filepath.Join(dir, "ca.pem"),
 				PinSHA256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
 			},
-			Fencing:  defaultPool().Fencing,
-			password: newSecret(testPassword),
+			Fencing:        defaultPool().Fencing,
+			AutopilotDelay: 30 * time.Second,
+			password:       newSecret(testPassword),
 		}, {
 			Name:           "lab.pool_2",
 			Members:        []string{"http://127.0.0.1:8080"},
@@ -90,6 +91,7 @@ func TestParseFull(t *testing.T) {
 			ProbeInterval:  DefaultProbeInterval,
 			TLS:            PoolTLS{AllowPlainHTTP: true},
 			Fencing:        defaultPool().Fencing,
+			AutopilotDelay: 30 * time.Second,
 			password:       newSecret(testPassword),
 		}},
 	}

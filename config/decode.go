@@ -532,6 +532,8 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 		"storage_timeout": func(v *yaml.Node, fp string) { d.setDuration(&p.StorageTimeout, v, fp) },
 		"probe_interval":  func(v *yaml.Node, fp string) { d.setDuration(&p.ProbeInterval, v, fp) },
 		"fencing":         func(v *yaml.Node, fp string) { d.fencing(v, fp, &p.Fencing) },
+		"autopilot":       func(v *yaml.Node, fp string) { d.setBool(&p.Autopilot, v, fp) },
+		"autopilot_delay": func(v *yaml.Node, fp string) { d.setDuration(&p.AutopilotDelay, v, fp) },
 		"preferred_masters": func(v *yaml.Node, fp string) {
 			if m, ok := d.strings(v, fp); ok {
 				p.PreferredMasters = m

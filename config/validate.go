@@ -177,6 +177,9 @@ func (p *Pool) validate(r *reporter, path string, checkPassword bool) {
 		r.fieldf(f("probe_interval"), "must be at least %s (got %s)", MinProbeInterval, p.ProbeInterval)
 	}
 	p.Fencing.validate(r, f("fencing"))
+	if p.AutopilotDelay < time.Second || p.AutopilotDelay > time.Hour {
+		r.fieldf(f("autopilot_delay"), "must be between 1s and 1h (got %s)", p.AutopilotDelay)
+	}
 	if p.TLS.PinSHA256 != "" && !validPin(p.TLS.PinSHA256) {
 		r.fieldf(f("tls.pin_sha256"), "%s is not a SHA-256 fingerprint: 64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256)",
 			quoteShort(p.TLS.PinSHA256))

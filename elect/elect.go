@@ -83,6 +83,8 @@ type Options struct {
 	// Preferred returns a pool's preferred masters (UUIDs, names or
 	// addresses), tried first.
 	Preferred func(pool string) []string
+	// Autopilot: off for every pool when nil.
+	Autopilot Autopilot
 
 	ProbeAttempts int           // probes of the master before it counts as unreachable (3)
 	ProbeSpacing  time.Duration // between them (500 ms)
@@ -108,6 +110,9 @@ func New(opts Options) *Elector {
 	}
 	if opts.Preferred == nil {
 		opts.Preferred = func(string) []string { return nil }
+	}
+	if opts.Autopilot == nil {
+		opts.Autopilot = func(string) (bool, time.Duration) { return false, 0 }
 	}
 	if opts.ProbeAttempts <= 0 {
 		opts.ProbeAttempts = 3

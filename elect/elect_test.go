@@ -403,3 +403,48 @@ func TestASplitBrainHealsItself(t *testing.T) {
 		t.Fatalf("the wrong master stayed: %v", en.masters())
 	}
 }
+
+func TestAutopilotElectsAfterItsDelay(t *testing.T) {
+	var on bool
+	en := newEnv(t, 3, func(o *Options) {
+		o.Autopilot = func(string) (bool, time.Duration) { return on, 300 * time.Millisecond }
+	})
+	on = true
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go en.e.Heal(ctx, en.m)
+	time.Sleep(50 * time.Millisecond)
+	en.sim.PowerOff(0)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(en.masters()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("autopilot did not elect: %v", en.masters())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if en.masters()[0] != en.lowestOther().UUID {
+		t.Fatalf("autopilot elected %v", en.masters())
+	}
+}
+
+func TestWithoutAutopilotNobodyElects(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go en.e.Heal(ctx, en.m)
+	en.sim.PowerOff(0)
+	time.Sleep(1500 * time.Millisecond)
+	if m := en.masters(); len(m) != 0 {
+		t.Fatalf("an election without autopilot: %v", m)
+	}
+}
+
+func TestAdminDesignationDuringAnOutageIsFollowed(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	en.sim.CutBridge(0, true) // the bridge cannot see the master...
+	en.sim.Designate(2)       // ...while an admin hands over to host 2
+	res, err := en.elect(nil)
+	if err != nil || res.ElectedBy != ByNone || res.Master.UUID != en.sim.Info().Hosts[2].UUID || len(en.masters()) != 1 {
+		t.Fatalf("%v %+v\n%s", refusal(err), res, trace(res))
+	}
+}

@@ -2,15 +2,23 @@ package elect
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
-// Heal watches every pool's events until ctx ends and, when a split brain
+// Autopilot says, per pool, whether the bridge elects by itself once the
+// master is lost (off by default: CloudStack calls ElectMaster), and how
+// long the master must stay lost first.
+type Autopilot func(pool string) (on bool, after time.Duration)
+
+// Heal watches every pool's events until ctx ends. When a split brain
 // appears in a pool CloudStack controls (typically an old master back
-// from a reboot, still believing it is master), resets the stale master.
-// XenHA pools are left to XenHA.
+// from a reboot, still believing it is master), it resets the stale
+// master; when a master is lost in such a pool with autopilot on, it
+// elects once the master has stayed lost for the pool's delay. XenHA
+// pools are left to XenHA.
 func (e *Elector) Heal(ctx context.Context, pools *xenha.Manager) {
 	for ctx.Err() == nil {
 		sub, err := pools.Subscribe("", 0, "")
@@ -30,18 +38,39 @@ func (e *Elector) healFrom(ctx context.Context, pools *xenha.Manager, sub *xenha
 		case <-sub.Done():
 			return // cut off: subscribe again
 		case ev := <-sub.C:
-			if ev.Type != xenha.EventSplitBrain {
-				continue
-			}
 			h, err := pools.Handle(ev.Pool)
 			if err != nil || h.View().Controller != xenha.ControllerCloudStack {
 				continue
 			}
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			if _, err := e.Elect(cctx, Request{Pool: h, Reason: "automatic: heal a split brain"}); err != nil {
-				e.log.Warn("could not heal a split brain", "pool", ev.Pool, "error", err)
+			switch ev.Type {
+			case xenha.EventSplitBrain:
+				e.auto(ctx, h, "automatic: heal a split brain", "")
+			case xenha.EventMasterLost:
+				if on, after := e.opts.Autopilot(ev.Pool); on {
+					go e.autopilot(ctx, h, after, ev.Seq)
+				}
 			}
-			cancel()
 		}
+	}
+}
+
+// autopilot elects once the master has stayed lost for after.
+func (e *Elector) autopilot(ctx context.Context, h *xenha.Handle, after time.Duration, seq uint64) {
+	select {
+	case <-time.After(after):
+	case <-ctx.Done():
+		return
+	}
+	if v := h.View(); v.Master.Reachable || v.Controller != xenha.ControllerCloudStack {
+		return // the master came back, or the controller changed
+	}
+	e.auto(ctx, h, "autopilot: the master stayed lost", fmt.Sprintf("autopilot-%d", seq))
+}
+
+func (e *Elector) auto(ctx context.Context, h *xenha.Handle, reason, id string) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := e.Elect(cctx, Request{Pool: h, RequestID: id, Reason: reason}); err != nil {
+		e.log.Warn("automatic election did not complete", "pool", h.View().Name, "reason", reason, "error", err)
 	}
 }

@@ -89,12 +89,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Journal: jrnl, Logger: log.Named("fencing"), Devices: bmcs.lookup, Pool: poolFencing(cfg.Pools),
 	})
 	preferred := map[string][]string{}
+	autopilot := map[string]time.Duration{} // pools with autopilot on, and their delay
 	elector := elect.New(elect.Options{
 		Journal: jrnl, Logger: log.Named("elect"), Devices: bmcs.lookup,
 		Preferred: func(pool string) []string { return preferred[pool] },
+		Autopilot: func(pool string) (bool, time.Duration) { d, on := autopilot[pool]; return on, d },
 	})
 	for _, p := range cfg.Pools {
 		preferred[p.Name] = p.PreferredMasters
+		if p.Autopilot {
+			autopilot[p.Name] = p.AutopilotDelay
+		}
 		if err := bmcs.addConfigured(p); err != nil {
 			return err
 		}
