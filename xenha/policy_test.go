@@ -120,13 +120,23 @@ func TestWarnings(t *testing.T) {
 			ob:   func() observation { ob := master(fakeState(3, false, "")); ob.connected = false; return ob },
 			want: WarnMasterUnreachable, mention: "host-0",
 		},
-		"a probe saying the master is gone beats a stale connection": {
+		"a probe newer than the connection saying the master is gone beats it": {
 			ob: func() observation {
 				ob := master(fakeState(3, false, ""))
-				ob.probes = []xapi.Probe{{URL: "https://10.0.0.0", State: xapi.ProbeUnreachable}}
+				ob.connectedAt = time.Unix(100, 0)
+				ob.probes, ob.probedAt = []xapi.Probe{{URL: "https://10.0.0.0", State: xapi.ProbeUnreachable}}, time.Unix(200, 0)
 				return ob
 			},
 			want: WarnMasterUnreachable,
+		},
+		"a probe older than the connection does not": {
+			ob: func() observation {
+				ob := master(fakeState(3, false, ""))
+				ob.connectedAt = time.Unix(200, 0)
+				ob.probes, ob.probedAt = []xapi.Probe{{URL: "https://10.0.0.0", State: xapi.ProbeEmergency}}, time.Unix(100, 0)
+				return ob
+			},
+			want: WarnMasterUnreachable, absent: true,
 		},
 		"CloudStack wanted while XenHA is on": {
 			spec: func(s *PoolSpec) { s.Policy = PolicyRequireCloudStack },

@@ -105,10 +105,12 @@ func (v *PoolView) Host(id string) (HostView, bool) {
 
 // observation is everything derive needs beyond the spec.
 type observation struct {
-	state      *poolState // nil until the first event batch
-	connected  bool       // the event loop is following the master
-	probes     []xapi.Probe
-	observedAt time.Time
+	state       *poolState // nil until the first event batch
+	connected   bool       // the event loop is following the master
+	connectedAt time.Time  // when it last (re)connected
+	probes      []xapi.Probe
+	probedAt    time.Time // when the last probe round started
+	observedAt  time.Time
 }
 
 // derive computes a view from the pool's state. It is a pure function so
@@ -169,8 +171,8 @@ func derive(spec PoolSpec, ob observation, epoch uint64) *PoolView {
 
 	if m, ok := st.hosts[st.pool.Master]; ok {
 		v.Master = MasterView{UUID: m.UUID, Name: m.NameLabel, Address: m.Address, Reachable: ob.connected}
-		if p, ok := probeByHost[m.Address]; ok && p.State != xapi.ProbeMaster {
-			v.Master.Reachable = false // the last probe beats a stale connection
+		if p, ok := probeByHost[m.Address]; ok && p.State != xapi.ProbeMaster && ob.probedAt.After(ob.connectedAt) {
+			v.Master.Reachable = false // a probe newer than the connection beats it
 		}
 	}
 	for ref, vm := range st.vms {

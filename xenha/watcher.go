@@ -202,6 +202,10 @@ func (w *watcher) apply(ctx context.Context, c *xapi.Client, st *poolState, batc
 				w.log.Warn("undecodable event ignored", "error", err)
 			}
 		}
+		if !ob.connected || prevStatefiles == nil { // a (re)connection
+			ob.connectedAt = time.Now()
+			w.probeNow() // let the probes catch up with it
+		}
 		ob.state, ob.connected, ob.observedAt = st, true, time.Now()
 	})
 	if prevStatefiles == nil || !slices.Equal(prevStatefiles, st.pool.HAStatefiles) {
@@ -240,15 +244,16 @@ func (w *watcher) probeLoop(ctx context.Context) {
 		case <-t.C:
 		case <-w.kick:
 		}
+		started := time.Now()
 		probes := w.pool.Probe(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		w.afterProbe(probes)
+		w.afterProbe(probes, started)
 	}
 }
 
-func (w *watcher) afterProbe(probes []xapi.Probe) {
+func (w *watcher) afterProbe(probes []xapi.Probe, started time.Time) {
 	masterAddr := w.view.Load().Master.Address
 	answered := false
 	for _, p := range probes {
@@ -266,7 +271,7 @@ func (w *watcher) afterProbe(probes []xapi.Probe) {
 		}
 	}
 	w.update(func(ob *observation) {
-		ob.probes = probes
+		ob.probes, ob.probedAt = probes, started
 		if answered && ob.state != nil {
 			ob.observedAt = time.Now()
 		}
