@@ -288,6 +288,11 @@ func TestGuards(t *testing.T) {
 		dev := e.bmc(2)
 		e.sim.PowerOff(1)
 		e.crash(2)
+		addr := e.sim.Info().Hosts[1].Address
+		e.settle("the prober to see host 1 gone too", func(v *xenha.PoolView) bool {
+			h, _ := v.Host(addr)
+			return h.Probe == "unreachable"
+		})
 		res := e.mustFence(2, nil)
 		if res.Outcome != Failed || dev.offs != 0 || !strings.Contains(trace(res), "storm") {
 			t.Fatalf("%s\n%s", res.Outcome, trace(res))
