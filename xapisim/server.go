@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,7 +29,7 @@ type hostServer struct {
 const maxRequestBody = 8 << 20
 
 func (h *simHost) startListeners(s *Sim) error {
-	h.srv = &hostServer{host: h, addr: net.JoinHostPort(h.address, "0")}
+	h.srv = &hostServer{host: h, addr: net.JoinHostPort(h.address, strconv.Itoa(s.cfg.Port))}
 	if err := h.srv.up(s); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"math/rand"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,11 @@ type Config struct {
 	// ControlAddr is where the control endpoint listens (default
 	// 127.0.0.1 on a free port).
 	ControlAddr string
+	// Port is every host's XAPI port (each host has its own address, so
+	// one port serves all, as 443 does on a real pool); 0 picks a free
+	// port per host. SamePort picks one free port for all of them.
+	Port     int
+	SamePort bool
 
 	Logger hclog.Logger
 }
@@ -163,6 +169,10 @@ func New(cfg Config) (*Sim, error) {
 		if err := h.startListeners(s); err != nil {
 			s.Close()
 			return nil, err
+		}
+		if s.cfg.SamePort && s.cfg.Port == 0 { // the first host's free port, for all
+			_, port, _ := net.SplitHostPort(h.srv.addr)
+			s.cfg.Port, _ = strconv.Atoi(port)
 		}
 	}
 	ctl, err := newControlServer(s)

@@ -393,3 +393,41 @@ func (h *Handle) Publish(e Event) {
 	e.Pool, e.PoolUUID, e.Epoch = v.Name, v.UUID, v.Epoch
 	h.w.hub.Publish(e)
 }
+
+// SetMembers replaces the member URLs of a pool (after a join or an
+// eject): its watcher restarts with them, keeping its epoch and events.
+func (m *Manager) SetMembers(id string, members []string) error {
+	m.mu.Lock()
+	name, ok := m.resolve(id)
+	if !ok {
+		m.mu.Unlock()
+		return unknownPool(id)
+	}
+	old := m.pools[name]
+	spec := old.spec
+	spec.Members = append([]string(nil), members...)
+	if err := spec.validate(); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	xo := m.opts.XAPI
+	xo.TLS = spec.TLS
+	xo.Logger = m.log.With("pool", spec.Name)
+	pool, err := xapi.NewPool(spec.Members, spec.Credentials, xo)
+	if err != nil {
+		m.mu.Unlock()
+		return invalid("members", "%v", err)
+	}
+	old.mu.Lock()
+	epoch := old.epoch
+	old.mu.Unlock()
+	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
+	w.epoch, w.epochs = epoch, m.opts.Epochs
+	w.view.Store(old.view.Load()) // no NOT_OBSERVED gap while it reconnects
+	m.pools[name] = w
+	m.mu.Unlock()
+	old.stop()
+	w.start()
+	m.log.Info("pool members changed", "pool", name, "members", len(members))
+	return nil
+}

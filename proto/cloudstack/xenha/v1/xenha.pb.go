@@ -482,6 +482,68 @@ func (MasterChangeCause) EnumDescriptor() ([]byte, []int) {
 	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{6}
 }
 
+// HostClass is what ClassifyHost found.
+type HostClass int32
+
+const (
+	HostClass_HOST_CLASS_UNSPECIFIED HostClass = 0
+	// A member of a pool of several hosts: import the whole pool.
+	HostClass_HOST_CLASS_POOL_MEMBER HostClass = 1
+	// The only host of its pool: join it to a cluster's pool, or start a
+	// new cluster around it.
+	HostClass_HOST_CLASS_STANDALONE HostClass = 2
+	// A member of a pool this bridge already manages under the name
+	// managed_as, which is not the one asked for: a conflict.
+	HostClass_HOST_CLASS_CONFLICT HostClass = 3
+	// A member of the pool attached under the name asked for: nothing to do.
+	HostClass_HOST_CLASS_MANAGED HostClass = 4
+)
+
+// Enum value maps for HostClass.
+var (
+	HostClass_name = map[int32]string{
+		0: "HOST_CLASS_UNSPECIFIED",
+		1: "HOST_CLASS_POOL_MEMBER",
+		2: "HOST_CLASS_STANDALONE",
+		3: "HOST_CLASS_CONFLICT",
+		4: "HOST_CLASS_MANAGED",
+	}
+	HostClass_value = map[string]int32{
+		"HOST_CLASS_UNSPECIFIED": 0,
+		"HOST_CLASS_POOL_MEMBER": 1,
+		"HOST_CLASS_STANDALONE":  2,
+		"HOST_CLASS_CONFLICT":    3,
+		"HOST_CLASS_MANAGED":     4,
+	}
+)
+
+func (x HostClass) Enum() *HostClass {
+	p := new(HostClass)
+	*p = x
+	return p
+}
+
+func (x HostClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HostClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_cloudstack_xenha_v1_xenha_proto_enumTypes[7].Descriptor()
+}
+
+func (HostClass) Type() protoreflect.EnumType {
+	return &file_cloudstack_xenha_v1_xenha_proto_enumTypes[7]
+}
+
+func (x HostClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HostClass.Descriptor instead.
+func (HostClass) EnumDescriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{7}
+}
+
 type HAModeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pool name or XenServer pool UUID.
@@ -2639,6 +2701,803 @@ func (x *JournalEntry) GetDetail() string {
 	return ""
 }
 
+type Member struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Uuid    string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Address string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// The XAPI URL the bridge uses for it.
+	Url           string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Member) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Member) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+type ClassifyHostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's XAPI URL, e.g. https://10.0.0.21.
+	Url      string   `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Username string   `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Password string   `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	Tls      *XAPITLS `protobuf:"bytes,4,opt,name=tls,proto3" json:"tls,omitempty"`
+	// The name CloudStack means to attach the pool under (its cluster), if
+	// any: a pool already attached under this name is not a conflict.
+	Pool          string `protobuf:"bytes,5,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClassifyHostRequest) Reset() {
+	*x = ClassifyHostRequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClassifyHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClassifyHostRequest) ProtoMessage() {}
+
+func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClassifyHostRequest.ProtoReflect.Descriptor instead.
+func (*ClassifyHostRequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ClassifyHostRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *ClassifyHostRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *ClassifyHostRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *ClassifyHostRequest) GetTls() *XAPITLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *ClassifyHostRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+type ClassifyHostResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	HostClass HostClass              `protobuf:"varint,1,opt,name=host_class,json=hostClass,proto3,enum=cloudstack.xenha.v1.HostClass" json:"host_class,omitempty"`
+	PoolUuid  string                 `protobuf:"bytes,2,opt,name=pool_uuid,json=poolUuid,proto3" json:"pool_uuid,omitempty"`
+	// The pool's name_label in XenServer.
+	PoolLabel string    `protobuf:"bytes,3,opt,name=pool_label,json=poolLabel,proto3" json:"pool_label,omitempty"`
+	Master    *Member   `protobuf:"bytes,4,opt,name=master,proto3" json:"master,omitempty"`
+	Members   []*Member `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	// The name the pool is attached under in this bridge, if it is.
+	ManagedAs string `protobuf:"bytes,6,opt,name=managed_as,json=managedAs,proto3" json:"managed_as,omitempty"`
+	// The classification in a sentence.
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClassifyHostResponse) Reset() {
+	*x = ClassifyHostResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClassifyHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClassifyHostResponse) ProtoMessage() {}
+
+func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClassifyHostResponse.ProtoReflect.Descriptor instead.
+func (*ClassifyHostResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ClassifyHostResponse) GetHostClass() HostClass {
+	if x != nil {
+		return x.HostClass
+	}
+	return HostClass_HOST_CLASS_UNSPECIFIED
+}
+
+func (x *ClassifyHostResponse) GetPoolUuid() string {
+	if x != nil {
+		return x.PoolUuid
+	}
+	return ""
+}
+
+func (x *ClassifyHostResponse) GetPoolLabel() string {
+	if x != nil {
+		return x.PoolLabel
+	}
+	return ""
+}
+
+func (x *ClassifyHostResponse) GetMaster() *Member {
+	if x != nil {
+		return x.Master
+	}
+	return nil
+}
+
+func (x *ClassifyHostResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ClassifyHostResponse) GetManagedAs() string {
+	if x != nil {
+		return x.ManagedAs
+	}
+	return ""
+}
+
+func (x *ClassifyHostResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type JoinHostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attached pool to join.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The joining host's XAPI URL and credentials.
+	Url           string   `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	Username      string   `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	Password      string   `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	Tls           *XAPITLS `protobuf:"bytes,5,opt,name=tls,proto3" json:"tls,omitempty"`
+	DryRun        bool     `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinHostRequest) Reset() {
+	*x = JoinHostRequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinHostRequest) ProtoMessage() {}
+
+func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
+func (*JoinHostRequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *JoinHostRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetTls() *XAPITLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *JoinHostRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type JoinHostResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Host   *Member                `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	DryRun bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// What was checked and done (or would be), in sentences.
+	Steps         []string `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinHostResponse) Reset() {
+	*x = JoinHostResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinHostResponse) ProtoMessage() {}
+
+func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinHostResponse.ProtoReflect.Descriptor instead.
+func (*JoinHostResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *JoinHostResponse) GetHost() *Member {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *JoinHostResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *JoinHostResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type EjectHostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pool  string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Host UUID, name or address.
+	Host          string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	DryRun        bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EjectHostRequest) Reset() {
+	*x = EjectHostRequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EjectHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EjectHostRequest) ProtoMessage() {}
+
+func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EjectHostRequest.ProtoReflect.Descriptor instead.
+func (*EjectHostRequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *EjectHostRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *EjectHostRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *EjectHostRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type EjectHostResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          *Member                `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Steps         []string               `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EjectHostResponse) Reset() {
+	*x = EjectHostResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EjectHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EjectHostResponse) ProtoMessage() {}
+
+func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EjectHostResponse.ProtoReflect.Descriptor instead.
+func (*EjectHostResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *EjectHostResponse) GetHost() *Member {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *EjectHostResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *EjectHostResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type EnableXenHARequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pool  string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// A two-host pool is only enabled with this: on any partition XenHA
+	// fences the host with the higher UUID, whichever side is healthy.
+	AcceptTwoHostRisk bool `protobuf:"varint,2,opt,name=accept_two_host_risk,json=acceptTwoHostRisk,proto3" json:"accept_two_host_risk,omitempty"`
+	// The heartbeat SR's UUID; empty: a shared SR plugged on every host.
+	HeartbeatSr string `protobuf:"bytes,3,opt,name=heartbeat_sr,json=heartbeatSr,proto3" json:"heartbeat_sr,omitempty"`
+	// XenHA's timeout T; empty: the pool's storage timeout plus a margin.
+	// It must exceed the storage timeout.
+	Timeout       *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	DryRun        bool                 `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableXenHARequest) Reset() {
+	*x = EnableXenHARequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableXenHARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableXenHARequest) ProtoMessage() {}
+
+func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableXenHARequest.ProtoReflect.Descriptor instead.
+func (*EnableXenHARequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *EnableXenHARequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *EnableXenHARequest) GetAcceptTwoHostRisk() bool {
+	if x != nil {
+		return x.AcceptTwoHostRisk
+	}
+	return false
+}
+
+func (x *EnableXenHARequest) GetHeartbeatSr() string {
+	if x != nil {
+		return x.HeartbeatSr
+	}
+	return ""
+}
+
+func (x *EnableXenHARequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *EnableXenHARequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type EnableXenHAResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Timeout     *durationpb.Duration   `protobuf:"bytes,1,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	HeartbeatSr string                 `protobuf:"bytes,2,opt,name=heartbeat_sr,json=heartbeatSr,proto3" json:"heartbeat_sr,omitempty"`
+	DryRun      bool                   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Steps       []string               `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The pool's controller and epoch after the call (as HAMode shows them).
+	Controller    Controller `protobuf:"varint,5,opt,name=controller,proto3,enum=cloudstack.xenha.v1.Controller" json:"controller,omitempty"`
+	Epoch         uint64     `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableXenHAResponse) Reset() {
+	*x = EnableXenHAResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableXenHAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableXenHAResponse) ProtoMessage() {}
+
+func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableXenHAResponse.ProtoReflect.Descriptor instead.
+func (*EnableXenHAResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *EnableXenHAResponse) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *EnableXenHAResponse) GetHeartbeatSr() string {
+	if x != nil {
+		return x.HeartbeatSr
+	}
+	return ""
+}
+
+func (x *EnableXenHAResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *EnableXenHAResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *EnableXenHAResponse) GetController() Controller {
+	if x != nil {
+		return x.Controller
+	}
+	return Controller_CONTROLLER_UNSPECIFIED
+}
+
+func (x *EnableXenHAResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type DisableXenHARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableXenHARequest) Reset() {
+	*x = DisableXenHARequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableXenHARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableXenHARequest) ProtoMessage() {}
+
+func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableXenHARequest.ProtoReflect.Descriptor instead.
+func (*DisableXenHARequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DisableXenHARequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *DisableXenHARequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type DisableXenHAResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DryRun        bool                   `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Steps         []string               `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	Controller    Controller             `protobuf:"varint,3,opt,name=controller,proto3,enum=cloudstack.xenha.v1.Controller" json:"controller,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableXenHAResponse) Reset() {
+	*x = DisableXenHAResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableXenHAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableXenHAResponse) ProtoMessage() {}
+
+func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableXenHAResponse.ProtoReflect.Descriptor instead.
+func (*DisableXenHAResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DisableXenHAResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *DisableXenHAResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *DisableXenHAResponse) GetController() Controller {
+	if x != nil {
+		return x.Controller
+	}
+	return Controller_CONTROLLER_UNSPECIFIED
+}
+
+func (x *DisableXenHAResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_cloudstack_xenha_v1_xenha_proto protoreflect.FileDescriptor
 
 const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
@@ -2824,7 +3683,73 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\thost_uuid\x18\x06 \x01(\tR\bhostUuid\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x0e\n" +
 	"\x02ok\x18\b \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail*n\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\\\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\"\xa3\x01\n" +
+	"\x13ClassifyHostRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12.\n" +
+	"\x03tls\x18\x04 \x01(\v2\x1c.cloudstack.xenha.v1.XAPITLSR\x03tls\x12\x12\n" +
+	"\x04pool\x18\x05 \x01(\tR\x04pool\"\xb6\x02\n" +
+	"\x14ClassifyHostResponse\x12=\n" +
+	"\n" +
+	"host_class\x18\x01 \x01(\x0e2\x1e.cloudstack.xenha.v1.HostClassR\thostClass\x12\x1b\n" +
+	"\tpool_uuid\x18\x02 \x01(\tR\bpoolUuid\x12\x1d\n" +
+	"\n" +
+	"pool_label\x18\x03 \x01(\tR\tpoolLabel\x123\n" +
+	"\x06master\x18\x04 \x01(\v2\x1b.cloudstack.xenha.v1.MemberR\x06master\x125\n" +
+	"\amembers\x18\x05 \x03(\v2\x1b.cloudstack.xenha.v1.MemberR\amembers\x12\x1d\n" +
+	"\n" +
+	"managed_as\x18\x06 \x01(\tR\tmanagedAs\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xb8\x01\n" +
+	"\x0fJoinHostRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\x12.\n" +
+	"\x03tls\x18\x05 \x01(\v2\x1c.cloudstack.xenha.v1.XAPITLSR\x03tls\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\"r\n" +
+	"\x10JoinHostResponse\x12/\n" +
+	"\x04host\x18\x01 \x01(\v2\x1b.cloudstack.xenha.v1.MemberR\x04host\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05steps\x18\x03 \x03(\tR\x05steps\"S\n" +
+	"\x10EjectHostRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"s\n" +
+	"\x11EjectHostResponse\x12/\n" +
+	"\x04host\x18\x01 \x01(\v2\x1b.cloudstack.xenha.v1.MemberR\x04host\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05steps\x18\x03 \x03(\tR\x05steps\"\xca\x01\n" +
+	"\x12EnableXenHARequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12/\n" +
+	"\x14accept_two_host_risk\x18\x02 \x01(\bR\x11acceptTwoHostRisk\x12!\n" +
+	"\fheartbeat_sr\x18\x03 \x01(\tR\vheartbeatSr\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\"\xf3\x01\n" +
+	"\x13EnableXenHAResponse\x123\n" +
+	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fheartbeat_sr\x18\x02 \x01(\tR\vheartbeatSr\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05steps\x18\x04 \x03(\tR\x05steps\x12?\n" +
+	"\n" +
+	"controller\x18\x05 \x01(\x0e2\x1f.cloudstack.xenha.v1.ControllerR\n" +
+	"controller\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"B\n" +
+	"\x13DisableXenHARequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x9c\x01\n" +
+	"\x14DisableXenHAResponse\x12\x17\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05steps\x18\x02 \x03(\tR\x05steps\x12?\n" +
+	"\n" +
+	"controller\x18\x03 \x01(\x0e2\x1f.cloudstack.xenha.v1.ControllerR\n" +
+	"controller\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch*n\n" +
 	"\n" +
 	"Controller\x12\x1a\n" +
 	"\x16CONTROLLER_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -2877,7 +3802,13 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\"MASTER_CHANGE_CAUSE_XENHA_ELECTION\x10\x01\x12+\n" +
 	"'MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION\x10\x02\x12)\n" +
 	"%MASTER_CHANGE_CAUSE_ADMIN_DESIGNATION\x10\x03\x12\x1f\n" +
-	"\x1bMASTER_CHANGE_CAUSE_UNKNOWN\x10\x042\xf0\x05\n" +
+	"\x1bMASTER_CHANGE_CAUSE_UNKNOWN\x10\x04*\x8f\x01\n" +
+	"\tHostClass\x12\x1a\n" +
+	"\x16HOST_CLASS_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HOST_CLASS_POOL_MEMBER\x10\x01\x12\x19\n" +
+	"\x15HOST_CLASS_STANDALONE\x10\x02\x12\x17\n" +
+	"\x13HOST_CLASS_CONFLICT\x10\x03\x12\x16\n" +
+	"\x12HOST_CLASS_MANAGED\x10\x042\xd1\t\n" +
 	"\fXenHAService\x12Q\n" +
 	"\x06HAMode\x12\".cloudstack.xenha.v1.HAModeRequest\x1a#.cloudstack.xenha.v1.HAModeResponse\x12`\n" +
 	"\vElectMaster\x12'.cloudstack.xenha.v1.ElectMasterRequest\x1a(.cloudstack.xenha.v1.ElectMasterResponse\x12Z\n" +
@@ -2889,7 +3820,12 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\n" +
 	"DetachPool\x12&.cloudstack.xenha.v1.DetachPoolRequest\x1a'.cloudstack.xenha.v1.DetachPoolResponse\x12Z\n" +
 	"\tListPools\x12%.cloudstack.xenha.v1.ListPoolsRequest\x1a&.cloudstack.xenha.v1.ListPoolsResponse\x12T\n" +
-	"\aJournal\x12#.cloudstack.xenha.v1.JournalRequest\x1a$.cloudstack.xenha.v1.JournalResponseBLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
+	"\aJournal\x12#.cloudstack.xenha.v1.JournalRequest\x1a$.cloudstack.xenha.v1.JournalResponse\x12c\n" +
+	"\fClassifyHost\x12(.cloudstack.xenha.v1.ClassifyHostRequest\x1a).cloudstack.xenha.v1.ClassifyHostResponse\x12W\n" +
+	"\bJoinHost\x12$.cloudstack.xenha.v1.JoinHostRequest\x1a%.cloudstack.xenha.v1.JoinHostResponse\x12Z\n" +
+	"\tEjectHost\x12%.cloudstack.xenha.v1.EjectHostRequest\x1a&.cloudstack.xenha.v1.EjectHostResponse\x12`\n" +
+	"\vEnableXenHA\x12'.cloudstack.xenha.v1.EnableXenHARequest\x1a(.cloudstack.xenha.v1.EnableXenHAResponse\x12c\n" +
+	"\fDisableXenHA\x12(.cloudstack.xenha.v1.DisableXenHARequest\x1a).cloudstack.xenha.v1.DisableXenHAResponseBLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
 
 var (
 	file_cloudstack_xenha_v1_xenha_proto_rawDescOnce sync.Once
@@ -2903,8 +3839,8 @@ func file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP() []byte {
 	return file_cloudstack_xenha_v1_xenha_proto_rawDescData
 }
 
-var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(Controller)(0),               // 0: cloudstack.xenha.v1.Controller
 	(Policy)(0),                   // 1: cloudstack.xenha.v1.Policy
@@ -2913,94 +3849,127 @@ var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(FenceOutcome)(0),             // 4: cloudstack.xenha.v1.FenceOutcome
 	(EventType)(0),                // 5: cloudstack.xenha.v1.EventType
 	(MasterChangeCause)(0),        // 6: cloudstack.xenha.v1.MasterChangeCause
-	(*HAModeRequest)(nil),         // 7: cloudstack.xenha.v1.HAModeRequest
-	(*HAModeResponse)(nil),        // 8: cloudstack.xenha.v1.HAModeResponse
-	(*Master)(nil),                // 9: cloudstack.xenha.v1.Master
-	(*Host)(nil),                  // 10: cloudstack.xenha.v1.Host
-	(*XenHAEligibility)(nil),      // 11: cloudstack.xenha.v1.XenHAEligibility
-	(*Warning)(nil),               // 12: cloudstack.xenha.v1.Warning
-	(*ElectMasterRequest)(nil),    // 13: cloudstack.xenha.v1.ElectMasterRequest
-	(*ElectMasterResponse)(nil),   // 14: cloudstack.xenha.v1.ElectMasterResponse
-	(*TraceStep)(nil),             // 15: cloudstack.xenha.v1.TraceStep
-	(*FenceHostRequest)(nil),      // 16: cloudstack.xenha.v1.FenceHostRequest
-	(*BMC)(nil),                   // 17: cloudstack.xenha.v1.BMC
-	(*FenceHostResponse)(nil),     // 18: cloudstack.xenha.v1.FenceHostResponse
-	(*VMReset)(nil),               // 19: cloudstack.xenha.v1.VMReset
-	(*XenHAProgress)(nil),         // 20: cloudstack.xenha.v1.XenHAProgress
-	(*PoolEventsRequest)(nil),     // 21: cloudstack.xenha.v1.PoolEventsRequest
-	(*PoolEventsResponse)(nil),    // 22: cloudstack.xenha.v1.PoolEventsResponse
-	(*PoolEvent)(nil),             // 23: cloudstack.xenha.v1.PoolEvent
-	(*AttachPoolRequest)(nil),     // 24: cloudstack.xenha.v1.AttachPoolRequest
-	(*XAPITLS)(nil),               // 25: cloudstack.xenha.v1.XAPITLS
-	(*AttachPoolResponse)(nil),    // 26: cloudstack.xenha.v1.AttachPoolResponse
-	(*DetachPoolRequest)(nil),     // 27: cloudstack.xenha.v1.DetachPoolRequest
-	(*DetachPoolResponse)(nil),    // 28: cloudstack.xenha.v1.DetachPoolResponse
-	(*ListPoolsRequest)(nil),      // 29: cloudstack.xenha.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),     // 30: cloudstack.xenha.v1.ListPoolsResponse
-	(*PoolSummary)(nil),           // 31: cloudstack.xenha.v1.PoolSummary
-	(*JournalRequest)(nil),        // 32: cloudstack.xenha.v1.JournalRequest
-	(*JournalResponse)(nil),       // 33: cloudstack.xenha.v1.JournalResponse
-	(*JournalEntry)(nil),          // 34: cloudstack.xenha.v1.JournalEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(HostClass)(0),                // 7: cloudstack.xenha.v1.HostClass
+	(*HAModeRequest)(nil),         // 8: cloudstack.xenha.v1.HAModeRequest
+	(*HAModeResponse)(nil),        // 9: cloudstack.xenha.v1.HAModeResponse
+	(*Master)(nil),                // 10: cloudstack.xenha.v1.Master
+	(*Host)(nil),                  // 11: cloudstack.xenha.v1.Host
+	(*XenHAEligibility)(nil),      // 12: cloudstack.xenha.v1.XenHAEligibility
+	(*Warning)(nil),               // 13: cloudstack.xenha.v1.Warning
+	(*ElectMasterRequest)(nil),    // 14: cloudstack.xenha.v1.ElectMasterRequest
+	(*ElectMasterResponse)(nil),   // 15: cloudstack.xenha.v1.ElectMasterResponse
+	(*TraceStep)(nil),             // 16: cloudstack.xenha.v1.TraceStep
+	(*FenceHostRequest)(nil),      // 17: cloudstack.xenha.v1.FenceHostRequest
+	(*BMC)(nil),                   // 18: cloudstack.xenha.v1.BMC
+	(*FenceHostResponse)(nil),     // 19: cloudstack.xenha.v1.FenceHostResponse
+	(*VMReset)(nil),               // 20: cloudstack.xenha.v1.VMReset
+	(*XenHAProgress)(nil),         // 21: cloudstack.xenha.v1.XenHAProgress
+	(*PoolEventsRequest)(nil),     // 22: cloudstack.xenha.v1.PoolEventsRequest
+	(*PoolEventsResponse)(nil),    // 23: cloudstack.xenha.v1.PoolEventsResponse
+	(*PoolEvent)(nil),             // 24: cloudstack.xenha.v1.PoolEvent
+	(*AttachPoolRequest)(nil),     // 25: cloudstack.xenha.v1.AttachPoolRequest
+	(*XAPITLS)(nil),               // 26: cloudstack.xenha.v1.XAPITLS
+	(*AttachPoolResponse)(nil),    // 27: cloudstack.xenha.v1.AttachPoolResponse
+	(*DetachPoolRequest)(nil),     // 28: cloudstack.xenha.v1.DetachPoolRequest
+	(*DetachPoolResponse)(nil),    // 29: cloudstack.xenha.v1.DetachPoolResponse
+	(*ListPoolsRequest)(nil),      // 30: cloudstack.xenha.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),     // 31: cloudstack.xenha.v1.ListPoolsResponse
+	(*PoolSummary)(nil),           // 32: cloudstack.xenha.v1.PoolSummary
+	(*JournalRequest)(nil),        // 33: cloudstack.xenha.v1.JournalRequest
+	(*JournalResponse)(nil),       // 34: cloudstack.xenha.v1.JournalResponse
+	(*JournalEntry)(nil),          // 35: cloudstack.xenha.v1.JournalEntry
+	(*Member)(nil),                // 36: cloudstack.xenha.v1.Member
+	(*ClassifyHostRequest)(nil),   // 37: cloudstack.xenha.v1.ClassifyHostRequest
+	(*ClassifyHostResponse)(nil),  // 38: cloudstack.xenha.v1.ClassifyHostResponse
+	(*JoinHostRequest)(nil),       // 39: cloudstack.xenha.v1.JoinHostRequest
+	(*JoinHostResponse)(nil),      // 40: cloudstack.xenha.v1.JoinHostResponse
+	(*EjectHostRequest)(nil),      // 41: cloudstack.xenha.v1.EjectHostRequest
+	(*EjectHostResponse)(nil),     // 42: cloudstack.xenha.v1.EjectHostResponse
+	(*EnableXenHARequest)(nil),    // 43: cloudstack.xenha.v1.EnableXenHARequest
+	(*EnableXenHAResponse)(nil),   // 44: cloudstack.xenha.v1.EnableXenHAResponse
+	(*DisableXenHARequest)(nil),   // 45: cloudstack.xenha.v1.DisableXenHARequest
+	(*DisableXenHAResponse)(nil),  // 46: cloudstack.xenha.v1.DisableXenHAResponse
+	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 48: google.protobuf.Duration
 }
 var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 0: cloudstack.xenha.v1.HAModeResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	1,  // 1: cloudstack.xenha.v1.HAModeResponse.policy:type_name -> cloudstack.xenha.v1.Policy
-	35, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
-	36, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
-	36, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
-	11, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
-	9,  // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
-	10, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
-	12, // 8: cloudstack.xenha.v1.HAModeResponse.warnings:type_name -> cloudstack.xenha.v1.Warning
+	47, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
+	48, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
+	48, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
+	12, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
+	10, // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
+	11, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
+	13, // 8: cloudstack.xenha.v1.HAModeResponse.warnings:type_name -> cloudstack.xenha.v1.Warning
 	2,  // 9: cloudstack.xenha.v1.Warning.code:type_name -> cloudstack.xenha.v1.WarningCode
-	9,  // 10: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
+	10, // 10: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
 	3,  // 11: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
-	15, // 12: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	35, // 13: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
-	17, // 14: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
+	16, // 12: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
+	47, // 13: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
+	18, // 14: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
 	4,  // 15: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
-	19, // 16: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
-	20, // 17: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
-	15, // 18: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	23, // 19: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
-	35, // 20: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 16: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
+	21, // 17: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
+	16, // 18: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
+	24, // 19: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
+	47, // 20: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
 	5,  // 21: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
 	6,  // 22: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
 	0,  // 23: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
-	12, // 24: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
+	13, // 24: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
 	1,  // 25: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
-	36, // 26: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
-	25, // 27: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	31, // 28: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
-	31, // 29: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
+	48, // 26: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
+	26, // 27: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	32, // 28: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
+	32, // 29: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
 	1,  // 30: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
 	0,  // 31: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
-	9,  // 32: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
-	34, // 33: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
-	35, // 34: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
-	7,  // 35: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
-	13, // 36: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
-	16, // 37: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
-	21, // 38: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
-	24, // 39: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
-	27, // 40: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
-	29, // 41: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
-	32, // 42: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
-	8,  // 43: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
-	14, // 44: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
-	18, // 45: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
-	22, // 46: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
-	26, // 47: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
-	28, // 48: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
-	30, // 49: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
-	33, // 50: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
-	43, // [43:51] is the sub-list for method output_type
-	35, // [35:43] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	10, // 32: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
+	35, // 33: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
+	47, // 34: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	26, // 35: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	7,  // 36: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
+	36, // 37: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
+	36, // 38: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
+	26, // 39: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	36, // 40: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	36, // 41: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	48, // 42: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
+	48, // 43: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
+	0,  // 44: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	0,  // 45: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	8,  // 46: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
+	14, // 47: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
+	17, // 48: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
+	22, // 49: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
+	25, // 50: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
+	28, // 51: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
+	30, // 52: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
+	33, // 53: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
+	37, // 54: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
+	39, // 55: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
+	41, // 56: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
+	43, // 57: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
+	45, // 58: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
+	9,  // 59: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
+	15, // 60: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
+	19, // 61: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
+	23, // 62: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
+	27, // 63: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
+	29, // 64: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
+	31, // 65: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
+	34, // 66: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
+	38, // 67: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
+	40, // 68: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
+	42, // 69: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
+	44, // 70: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
+	46, // 71: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
+	59, // [59:72] is the sub-list for method output_type
+	46, // [46:59] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_cloudstack_xenha_v1_xenha_proto_init() }
@@ -3013,8 +3982,8 @@ func file_cloudstack_xenha_v1_xenha_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudstack_xenha_v1_xenha_proto_rawDesc), len(file_cloudstack_xenha_v1_xenha_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   28,
+			NumEnums:      8,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,14 +35,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	XenHAService_HAMode_FullMethodName      = "/cloudstack.xenha.v1.XenHAService/HAMode"
-	XenHAService_ElectMaster_FullMethodName = "/cloudstack.xenha.v1.XenHAService/ElectMaster"
-	XenHAService_FenceHost_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/FenceHost"
-	XenHAService_PoolEvents_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/PoolEvents"
-	XenHAService_AttachPool_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/AttachPool"
-	XenHAService_DetachPool_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/DetachPool"
-	XenHAService_ListPools_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/ListPools"
-	XenHAService_Journal_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/Journal"
+	XenHAService_HAMode_FullMethodName       = "/cloudstack.xenha.v1.XenHAService/HAMode"
+	XenHAService_ElectMaster_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/ElectMaster"
+	XenHAService_FenceHost_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/FenceHost"
+	XenHAService_PoolEvents_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/PoolEvents"
+	XenHAService_AttachPool_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/AttachPool"
+	XenHAService_DetachPool_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/DetachPool"
+	XenHAService_ListPools_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/ListPools"
+	XenHAService_Journal_FullMethodName      = "/cloudstack.xenha.v1.XenHAService/Journal"
+	XenHAService_ClassifyHost_FullMethodName = "/cloudstack.xenha.v1.XenHAService/ClassifyHost"
+	XenHAService_JoinHost_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/JoinHost"
+	XenHAService_EjectHost_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/EjectHost"
+	XenHAService_EnableXenHA_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/EnableXenHA"
+	XenHAService_DisableXenHA_FullMethodName = "/cloudstack.xenha.v1.XenHAService/DisableXenHA"
 )
 
 // XenHAServiceClient is the client API for XenHAService service.
@@ -73,6 +78,21 @@ type XenHAServiceClient interface {
 	// Journal returns a pool's journaled steps (fences, elections, operator
 	// overrides), oldest first, for audit.
 	Journal(ctx context.Context, in *JournalRequest, opts ...grpc.CallOption) (*JournalResponse, error)
+	// ClassifyHost tells, before CloudStack adds a host, what it is: a pool
+	// member (import the whole pool as a cluster), standalone (join a
+	// cluster's pool or start a new cluster), or a member of a pool this
+	// bridge already manages under another name (a conflict).
+	ClassifyHost(ctx context.Context, in *ClassifyHostRequest, opts ...grpc.CallOption) (*ClassifyHostResponse, error)
+	// JoinHost joins a standalone host to an attached pool (pool.join on the
+	// joining host) and waits until the master lists it.
+	JoinHost(ctx context.Context, in *JoinHostRequest, opts ...grpc.CallOption) (*JoinHostResponse, error)
+	// EjectHost ejects a member from its pool; never the master.
+	EjectHost(ctx context.Context, in *EjectHostRequest, opts ...grpc.CallOption) (*EjectHostResponse, error)
+	// EnableXenHA enables XenHA on a pool that qualifies, with a timeout T
+	// above the pool's storage failover time.
+	EnableXenHA(ctx context.Context, in *EnableXenHARequest, opts ...grpc.CallOption) (*EnableXenHAResponse, error)
+	// DisableXenHA disables XenHA on a pool.
+	DisableXenHA(ctx context.Context, in *DisableXenHARequest, opts ...grpc.CallOption) (*DisableXenHAResponse, error)
 }
 
 type xenHAServiceClient struct {
@@ -172,6 +192,56 @@ func (c *xenHAServiceClient) Journal(ctx context.Context, in *JournalRequest, op
 	return out, nil
 }
 
+func (c *xenHAServiceClient) ClassifyHost(ctx context.Context, in *ClassifyHostRequest, opts ...grpc.CallOption) (*ClassifyHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClassifyHostResponse)
+	err := c.cc.Invoke(ctx, XenHAService_ClassifyHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *xenHAServiceClient) JoinHost(ctx context.Context, in *JoinHostRequest, opts ...grpc.CallOption) (*JoinHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinHostResponse)
+	err := c.cc.Invoke(ctx, XenHAService_JoinHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *xenHAServiceClient) EjectHost(ctx context.Context, in *EjectHostRequest, opts ...grpc.CallOption) (*EjectHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EjectHostResponse)
+	err := c.cc.Invoke(ctx, XenHAService_EjectHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *xenHAServiceClient) EnableXenHA(ctx context.Context, in *EnableXenHARequest, opts ...grpc.CallOption) (*EnableXenHAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableXenHAResponse)
+	err := c.cc.Invoke(ctx, XenHAService_EnableXenHA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *xenHAServiceClient) DisableXenHA(ctx context.Context, in *DisableXenHARequest, opts ...grpc.CallOption) (*DisableXenHAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableXenHAResponse)
+	err := c.cc.Invoke(ctx, XenHAService_DisableXenHA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // XenHAServiceServer is the server API for XenHAService service.
 // All implementations must embed UnimplementedXenHAServiceServer
 // for forward compatibility.
@@ -200,6 +270,21 @@ type XenHAServiceServer interface {
 	// Journal returns a pool's journaled steps (fences, elections, operator
 	// overrides), oldest first, for audit.
 	Journal(context.Context, *JournalRequest) (*JournalResponse, error)
+	// ClassifyHost tells, before CloudStack adds a host, what it is: a pool
+	// member (import the whole pool as a cluster), standalone (join a
+	// cluster's pool or start a new cluster), or a member of a pool this
+	// bridge already manages under another name (a conflict).
+	ClassifyHost(context.Context, *ClassifyHostRequest) (*ClassifyHostResponse, error)
+	// JoinHost joins a standalone host to an attached pool (pool.join on the
+	// joining host) and waits until the master lists it.
+	JoinHost(context.Context, *JoinHostRequest) (*JoinHostResponse, error)
+	// EjectHost ejects a member from its pool; never the master.
+	EjectHost(context.Context, *EjectHostRequest) (*EjectHostResponse, error)
+	// EnableXenHA enables XenHA on a pool that qualifies, with a timeout T
+	// above the pool's storage failover time.
+	EnableXenHA(context.Context, *EnableXenHARequest) (*EnableXenHAResponse, error)
+	// DisableXenHA disables XenHA on a pool.
+	DisableXenHA(context.Context, *DisableXenHARequest) (*DisableXenHAResponse, error)
 	mustEmbedUnimplementedXenHAServiceServer()
 }
 
@@ -233,6 +318,21 @@ func (UnimplementedXenHAServiceServer) ListPools(context.Context, *ListPoolsRequ
 }
 func (UnimplementedXenHAServiceServer) Journal(context.Context, *JournalRequest) (*JournalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Journal not implemented")
+}
+func (UnimplementedXenHAServiceServer) ClassifyHost(context.Context, *ClassifyHostRequest) (*ClassifyHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClassifyHost not implemented")
+}
+func (UnimplementedXenHAServiceServer) JoinHost(context.Context, *JoinHostRequest) (*JoinHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinHost not implemented")
+}
+func (UnimplementedXenHAServiceServer) EjectHost(context.Context, *EjectHostRequest) (*EjectHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EjectHost not implemented")
+}
+func (UnimplementedXenHAServiceServer) EnableXenHA(context.Context, *EnableXenHARequest) (*EnableXenHAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableXenHA not implemented")
+}
+func (UnimplementedXenHAServiceServer) DisableXenHA(context.Context, *DisableXenHARequest) (*DisableXenHAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableXenHA not implemented")
 }
 func (UnimplementedXenHAServiceServer) mustEmbedUnimplementedXenHAServiceServer() {}
 func (UnimplementedXenHAServiceServer) testEmbeddedByValue()                      {}
@@ -392,6 +492,96 @@ func _XenHAService_Journal_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _XenHAService_ClassifyHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClassifyHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).ClassifyHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_ClassifyHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).ClassifyHost(ctx, req.(*ClassifyHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _XenHAService_JoinHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).JoinHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_JoinHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).JoinHost(ctx, req.(*JoinHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _XenHAService_EjectHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EjectHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).EjectHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_EjectHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).EjectHost(ctx, req.(*EjectHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _XenHAService_EnableXenHA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableXenHARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).EnableXenHA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_EnableXenHA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).EnableXenHA(ctx, req.(*EnableXenHARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _XenHAService_DisableXenHA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableXenHARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(XenHAServiceServer).DisableXenHA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: XenHAService_DisableXenHA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(XenHAServiceServer).DisableXenHA(ctx, req.(*DisableXenHARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // XenHAService_ServiceDesc is the grpc.ServiceDesc for XenHAService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +616,26 @@ var XenHAService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Journal",
 			Handler:    _XenHAService_Journal_Handler,
+		},
+		{
+			MethodName: "ClassifyHost",
+			Handler:    _XenHAService_ClassifyHost_Handler,
+		},
+		{
+			MethodName: "JoinHost",
+			Handler:    _XenHAService_JoinHost_Handler,
+		},
+		{
+			MethodName: "EjectHost",
+			Handler:    _XenHAService_EjectHost_Handler,
+		},
+		{
+			MethodName: "EnableXenHA",
+			Handler:    _XenHAService_EnableXenHA_Handler,
+		},
+		{
+			MethodName: "DisableXenHA",
+			Handler:    _XenHAService_DisableXenHA_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
