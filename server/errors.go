@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -26,7 +27,13 @@ func toStatus(err error) error {
 	}
 	var ia *xenha.InvalidArgumentError
 	var refused *elect.RefusedError
+	var mrefused *membership.RefusedError
 	switch {
+	case errors.As(err, &mrefused):
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.PreconditionFailure{
+			Violations: []*errdetails.PreconditionFailure_Violation{{Type: "MEMBERSHIP", Subject: "pool", Description: mrefused.Reason}}})
+	case errors.Is(err, membership.ErrUnreachable):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.As(err, &refused):
 		v := []*errdetails.PreconditionFailure_Violation{{Type: "ELECTION", Subject: "pool", Description: refused.Reason}}
 		if refused.Result != nil {

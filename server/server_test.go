@@ -22,6 +22,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -529,4 +530,54 @@ func TestElectMasterAndJournalOverGRPC(t *testing.T) {
 	}
 	_, err = f.c.Journal(f.ctx(), &pb.JournalRequest{Pool: "sim", Limit: -1})
 	wantCode(t, err, codes.InvalidArgument)
+}
+
+func TestMembershipRequestErrors(t *testing.T) {
+	f := newFixture(t, Options{}, xenha.Options{})
+	_, err := f.c.ClassifyHost(f.ctx(), &pb.ClassifyHostRequest{Url: "https://10.0.0.1", Username: "root", Password: "pw"})
+	wantCode(t, err, codes.Unimplemented) // this fixture has no membership service
+
+	m := xenha.NewManager(xenha.Options{})
+	t.Cleanup(m.Close)
+	srv := New(NewService(m, nil, WithMembership(&membership.Service{Pools: m})), Options{})
+	ln := bufconn.Listen(1 << 20)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, _ := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	t.Cleanup(func() { conn.Close() })
+	c := pb.NewXenHAServiceClient(conn)
+	for field, call := range map[string]func() error{
+		"url": func() error {
+			_, err := c.ClassifyHost(f.ctx(), &pb.ClassifyHostRequest{Username: "root", Password: "pw"})
+			return err
+		},
+		"password": func() error {
+			_, err := c.ClassifyHost(f.ctx(), &pb.ClassifyHostRequest{Url: "https://x", Username: "root"})
+			return err
+		},
+		"pool": func() error {
+			_, err := c.JoinHost(f.ctx(), &pb.JoinHostRequest{Url: "https://x", Username: "u", Password: "p"})
+			return err
+		},
+		"host": func() error { _, err := c.EjectHost(f.ctx(), &pb.EjectHostRequest{Pool: "p"}); return err },
+		"timeout": func() error {
+			_, err := c.EnableXenHA(f.ctx(), &pb.EnableXenHARequest{Pool: "p", Timeout: durationpb.New(time.Second)})
+			return err
+		},
+	} {
+		st := wantCode(t, call(), codes.InvalidArgument)
+		if badField(st) != field {
+			t.Errorf("%s: field %q", field, badField(st))
+		}
+	}
+	_, err = c.DisableXenHA(f.ctx(), &pb.DisableXenHARequest{Pool: "nope"})
+	wantCode(t, err, codes.NotFound)
+	// An unreachable host: UNAVAILABLE, and the password is not echoed.
+	_, err = c.ClassifyHost(f.ctx(), &pb.ClassifyHostRequest{Url: "http://127.0.0.1:1", Username: "root", Password: "Sekr1t-pw", Tls: &pb.XAPITLS{AllowPlainHttp: true}})
+	wantCode(t, err, codes.Unavailable)
+	if strings.Contains(err.Error(), "Sekr1t-pw") {
+		t.Fatal("the password is in the error")
+	}
 }

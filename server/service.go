@@ -18,6 +18,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -33,6 +34,7 @@ type Service struct {
 	devices DeviceFactory
 	elector *elect.Elector
 	journal journal.Store
+	members *membership.Service
 }
 
 var _ pb.XenHAServiceServer = (*Service)(nil)
@@ -51,6 +53,10 @@ func WithFencing(f *fencing.Fencer, devices DeviceFactory) Option {
 
 // WithElection enables ElectMaster.
 func WithElection(e *elect.Elector) Option { return func(s *Service) { s.elector = e } }
+
+// WithMembership enables ClassifyHost, JoinHost, EjectHost, EnableXenHA
+// and DisableXenHA.
+func WithMembership(m *membership.Service) Option { return func(s *Service) { s.members = m } }
 
 // WithJournal enables the Journal RPC.
 func WithJournal(j journal.Store) Option { return func(s *Service) { s.journal = j } }

@@ -19,6 +19,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -33,6 +34,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	simulate := fs.Bool("simulate", false, "start an embedded simulated 3-host pool and attach it as \"sim\"")
 	simControl := fs.String("sim-control", "127.0.0.1:50052", "with --simulate: the simulator's control endpoint")
 	simHosts := fs.Int("sim-hosts", 3, "with --simulate: hosts in the simulated pool")
+	simStandalone := fs.Int("sim-standalone", 1, "with --simulate: extra standalone hosts (to try JoinHost)")
+	simPort := fs.Int("sim-port", 50080, "with --simulate: the XAPI port of every simulated host (each has its own 127.77.x.y address); 0: free ports")
 	journalPath := fs.String("journal", "", "journal file, overriding the configuration's (with --simulate and no configuration: a temporary file)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,14 +119,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *simulate {
 		sim, err := xapisim.New(xapisim.Config{
-			Hosts: *simHosts, Seed: 1, ControlAddr: *simControl, Logger: log.Named("sim"),
+			Hosts: *simHosts, Standalone: *simStandalone, Seed: 1, ControlAddr: *simControl, Port: *simPort,
+			SamePort: *simPort == 0, Logger: log.Named("sim"),
 		})
 		if err != nil {
 			return fmt.Errorf("--simulate: %w", err)
 		}
 		defer sim.Close()
 		info := sim.Info()
-		for _, h := range info.Hosts { // the simulated hosts' Redfish BMCs
+		for _, h := range append(info.Hosts, info.Standalone...) { // the simulated hosts' Redfish BMCs
 			d, err := newDevice("redfish", h.BMCURL, info.BMCUsername, info.BMCPassword, true)
 			if err != nil {
 				return err
@@ -150,8 +154,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return newDevice(driver, address, username, password, false)
 	}
 	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
+	members := &membership.Service{Pools: pools}
 	srv := server.New(server.NewService(pools, log.Named("api"),
-		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl)), server.Options{
+		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
+		server.WithMembership(members)), server.Options{
 		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf,
 	})
 	errc := make(chan error, 1)

@@ -15,10 +15,14 @@ from conftest import BINARY, ROOT
 GRPCURL = os.environ.get("GRPCURL", os.path.join(ROOT, "bin", "tools", "grpcurl"))
 
 
-def try_it_commands():
+def readme_block(name):
     text = open(os.path.join(ROOT, "README.md")).read()
-    block = text.split("<!-- readme-test: try-it -->", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    block = text.split(f"<!-- readme-test: {name} -->", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def try_it_commands():
+    return readme_block("try-it")
 
 
 def port_open(port):
@@ -102,3 +106,23 @@ def test_try_it_commands_work_as_printed(served):
     stream.wait(timeout=5)
     assert "EVENT_TYPE_MASTER_LOST" in seen, seen
     assert "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" in seen, seen
+
+
+def test_membership_commands_work_as_printed(served):
+    env = dict(os.environ, PATH=os.path.dirname(GRPCURL) + os.pathsep + os.environ["PATH"])
+    cmds = readme_block("membership")
+    assert len(cmds) == 8
+    expect = [
+        (True, "HOST_CLASS_STANDALONE"),
+        (True, "would run pool.join"),
+        (True, "the master lists host-3"),
+        (True, "HOST_CLASS_MANAGED"),
+        (True, "CONTROLLER_XENHA"),
+        (True, "CONTROLLER_CLOUDSTACK"),
+        (False, "is the pool master"),
+        (True, "dropped from the pool's members"),
+    ]
+    for cmd, (ok, want) in zip(cmds, expect):
+        out = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90)
+        assert (out.returncode == 0) == ok, f"{cmd}\n{out.stdout}{out.stderr}"
+        assert want in out.stdout + out.stderr, f"{cmd}: {want!r} not in\n{out.stdout}{out.stderr}"
