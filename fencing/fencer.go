@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -387,6 +388,10 @@ func (r *run) fence(ctx context.Context) error {
 		r.res.Outcome = Fenced
 		return nil
 	}
+	if !r.stillOurs(ctx) {
+		r.res.Outcome = Failed
+		return nil
+	}
 	if !r.powerOff(ctx, ev) {
 		r.res.Outcome = Failed
 		return nil
@@ -394,6 +399,36 @@ func (r *run) fence(ctx context.Context) error {
 	r.resetVMs(ctx)
 	r.res.Outcome = Fenced
 	return nil
+}
+
+// stillOurs re-reads pool.ha_enabled from the master right before the
+// first destructive step: XenHA enabled since the view was read means the
+// bridge must not act. A pool without a reachable master cannot have had
+// XenHA enabled meanwhile.
+func (r *run) stillOurs(ctx context.Context) bool {
+	var ha, known bool
+	r.peer(func() {
+		err := r.req.Pool.Do(ctx, func(c *xapi.Client) error {
+			pools, err := c.PoolGetAllRecords(ctx)
+			for _, p := range pools {
+				ha, known = p.HAEnabled, true
+			}
+			return err
+		})
+		if err != nil {
+			known = false
+		}
+	})
+	switch {
+	case known && ha:
+		r.step("controller", "XenHA was enabled since the decision: the bridge does not act", false)
+		return false
+	case known:
+		r.step("controller", "XenHA is still off: CloudStack (the bridge) is in control", true)
+	default:
+		r.step("controller", "the master cannot be asked; XenHA cannot have been enabled without one", true)
+	}
+	return true
 }
 
 // plan lists, for a dry run, what would be done.

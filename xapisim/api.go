@@ -59,7 +59,13 @@ func (s *Sim) handle(ctx context.Context, h *simHost, method string, params []an
 		if err != nil {
 			return nil, err
 		}
-		return s.emergencyCall(h, sess, method, params[1:])
+		var rec *AuditRecord
+		if auditable[method] {
+			rec = s.auditStart(h, method, params[1:])
+		}
+		res, apiErr := s.emergencyCall(h, sess, method, params[1:])
+		s.auditEnd(rec, h, apiErr)
+		return res, apiErr
 	}
 	if err := s.assertMaster(h); err != nil {
 		return nil, err
@@ -72,10 +78,15 @@ func (s *Sim) handle(ctx context.Context, h *simHost, method string, params []an
 	if method == "event.from" {
 		return s.eventFrom(ctx, h, args)
 	}
+	var rec *AuditRecord
+	if auditable[method] {
+		rec = s.auditStart(h, method, args)
+	}
 	res, err := s.masterCall(h, sess, method, args)
 	if err == nil && !isGetter(method) {
 		s.settleAll()
 	}
+	s.auditEnd(rec, h, err)
 	return res, err
 }
 

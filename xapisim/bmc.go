@@ -84,10 +84,14 @@ func (b *bmcServer) serve(s *Sim, h *simHost, w http.ResponseWriter, r *http.Req
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		rec := s.auditStart(h, "bmc:"+req.ResetType, nil)
+		var auditErr *apiError
+		defer func() { s.auditEnd(rec, h, auditErr) }()
 		switch req.ResetType {
 		case "ForceOff", "GracefulShutdown":
 			if !h.powered {
 				// Many BMCs refuse to power off what is off (CloudStack #13377).
+				auditErr = fail("ALREADY_OFF")
 				redfishError(w, http.StatusConflict, "ActionNotSupported", "system is already powered off")
 				return
 			}

@@ -51,6 +51,11 @@ type Config struct {
 
 	EventRetention int // events kept per pool for event.from (default 4096)
 
+	// Audit, when set, is told of every destructive call a client makes
+	// (never of the fault API), under the simulator's lock: it must not
+	// call back into the simulator.
+	Audit func(AuditRecord)
+
 	// ControlAddr is where the control endpoint listens (default
 	// 127.0.0.1 on a free port).
 	ControlAddr string
