@@ -10,7 +10,7 @@ PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
 GRPCURL            := $(TOOLS)/grpcurl
 
-.PHONY: build run test check proto proto-check peers test-go test-python tools fuzz bench clean
+.PHONY: build run test check proto proto-check peers test-go test-python tools chaos fuzz bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/xenha-bridge
@@ -74,6 +74,16 @@ $(VENV)/.installed: tests/python/requirements.txt tests/redfish/requirements.txt
 
 test-python: build $(GRPCURL) $(VENV)/.installed
 	XENHA_BRIDGE=$(abspath $(BIN)) GRPCURL=$(GRPCURL) $(VENV)/bin/pytest -q tests/python tests/plugins
+
+# Randomized fault schedules (make test runs a few hundred): thousands, or
+# one seed again with SEED=n (printed by a failing schedule).
+CHAOS_N ?= 3000
+chaos:
+ifdef SEED
+	$(GO) test -count=1 -run '^TestChaos$$' ./chaos -v -chaos.seed=$(SEED)
+else
+	$(GO) test -count=1 -run '^TestChaos$$' ./chaos -v -timeout 2h -chaos.n=$(CHAOS_N) -chaos.time=90m
+endif
 
 # Run each fuzz target for FUZZTIME (the seed corpora run in `make test`).
 fuzz:
