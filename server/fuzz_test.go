@@ -58,17 +58,29 @@ func FuzzRequests(f *testing.F) {
 		WithMembership(&membership.Service{Pools: m, XAPI: xo, Wait: time.Millisecond}))
 	calls := []func(ctx context.Context, b []byte) error{
 		func(ctx context.Context, b []byte) error { return call(b, &pb.HAModeRequest{}, svc.HAMode, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.AttachPoolRequest{}, svc.AttachPool, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.DetachPoolRequest{}, svc.DetachPool, ctx) },
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.AttachPoolRequest{}, svc.AttachPool, ctx)
+		},
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.DetachPoolRequest{}, svc.DetachPool, ctx)
+		},
 		func(ctx context.Context, b []byte) error { return call(b, &pb.ListPoolsRequest{}, svc.ListPools, ctx) },
 		func(ctx context.Context, b []byte) error { return call(b, &pb.FenceHostRequest{}, svc.FenceHost, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.ElectMasterRequest{}, svc.ElectMaster, ctx) },
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.ElectMasterRequest{}, svc.ElectMaster, ctx)
+		},
 		func(ctx context.Context, b []byte) error { return call(b, &pb.JournalRequest{}, svc.Journal, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.ClassifyHostRequest{}, svc.ClassifyHost, ctx) },
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.ClassifyHostRequest{}, svc.ClassifyHost, ctx)
+		},
 		func(ctx context.Context, b []byte) error { return call(b, &pb.JoinHostRequest{}, svc.JoinHost, ctx) },
 		func(ctx context.Context, b []byte) error { return call(b, &pb.EjectHostRequest{}, svc.EjectHost, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.EnableXenHARequest{}, svc.EnableXenHA, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.DisableXenHARequest{}, svc.DisableXenHA, ctx) },
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.EnableXenHARequest{}, svc.EnableXenHA, ctx)
+		},
+		func(ctx context.Context, b []byte) error {
+			return call(b, &pb.DisableXenHARequest{}, svc.DisableXenHA, ctx)
+		},
 	}
 	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
