@@ -32,17 +32,26 @@ func (el *election) elect(ctx context.Context) error {
 		el.step("decision", h.UUID, fmt.Sprintf("%s answers as master: nothing to elect", h.Name), true)
 		return nil
 	}
-	old, ok := el.view.Host(el.view.Master.UUID)
-	if !ok {
+	// Every master of record must be confirmed gone and made harmless:
+	// the pool database's (as the view has it) and the last one the bridge
+	// itself elected, which a lagging view may not show yet.
+	suspects := el.mastersOfRecord()
+	if len(suspects) == 0 {
 		return el.refuse("the pool's database names no master the bridge knows")
 	}
-	if err := el.confirmGone(ctx, old, c); err != nil {
-		return err
+	for i, old := range suspects {
+		if i > 0 && el.answersAsSlave(c, old) {
+			el.step("record", old.UUID, old.Name+" answers as a slave now: it is no longer a master", true)
+			continue
+		}
+		if err := el.confirmGone(ctx, old, c); err != nil {
+			return err
+		}
+		if err := el.makeHarmless(ctx, old); err != nil {
+			return err
+		}
 	}
-	if err := el.makeHarmless(ctx, old); err != nil {
-		return err
-	}
-	cand, err := el.candidate(c, old)
+	cand, err := el.candidate(c, suspects)
 	if err != nil {
 		return err
 	}
@@ -165,9 +174,49 @@ func (el *election) makeHarmless(ctx context.Context, old xenha.HostView) error 
 	return nil
 }
 
+// answersAsSlave tells whether the probes found h following a master or
+// in emergency mode (so not a master).
+func (el *election) answersAsSlave(c claims, h xenha.HostView) bool {
+	for _, p := range c.probes {
+		if x, ok := el.hostByAddress(p.URL); ok && x.UUID == h.UUID {
+			return p.State == xapi.ProbeSlave || p.State == xapi.ProbeEmergency
+		}
+	}
+	return false
+}
+
+// mastersOfRecord lists the hosts that may still be master: the view's,
+// and the last master a finished election of the bridge named.
+func (el *election) mastersOfRecord() []xenha.HostView {
+	var out []xenha.HostView
+	add := func(uuid string) {
+		h, ok := el.view.Host(uuid)
+		if ok && !slices.ContainsFunc(out, func(o xenha.HostView) bool { return o.UUID == uuid }) {
+			out = append(out, h)
+		}
+	}
+	add(el.view.Master.UUID)
+	if el.e.opts.Journal != nil {
+		if entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0); err == nil {
+			last := ""
+			for _, en := range entries {
+				if en.Kind == "elect" && en.Step == "result" && en.OK && en.Host != "" {
+					last = en.Host
+				}
+			}
+			if last != "" && last != el.view.Master.UUID {
+				el.step("record", last, "the last master the bridge confirmed is not the view's: it must be gone too", true)
+				add(last)
+			}
+		}
+	}
+	return out
+}
+
 // candidate chooses deterministically: reachable, enabled, every shared SR
-// plugged, not excluded; the preferred list first, then the lowest UUID.
-func (el *election) candidate(c claims, old xenha.HostView) (xenha.HostView, error) {
+// plugged, not excluded, not a master of record; the preferred list
+// first, then the lowest UUID.
+func (el *election) candidate(c claims, suspects []xenha.HostView) (xenha.HostView, error) {
 	answered := map[string]bool{}
 	for _, p := range c.probes {
 		if p.State == xapi.ProbeSlave || p.State == xapi.ProbeEmergency {
@@ -180,7 +229,7 @@ func (el *election) candidate(c claims, old xenha.HostView) (xenha.HostView, err
 	for _, h := range el.view.Hosts {
 		why := ""
 		switch {
-		case h.UUID == old.UUID:
+		case slices.ContainsFunc(suspects, func(o xenha.HostView) bool { return o.UUID == h.UUID }):
 			continue
 		case slices.Contains(el.req.Exclude, h.UUID):
 			why = "excluded by the operator"

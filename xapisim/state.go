@@ -245,6 +245,10 @@ func (s *Sim) settleAll() {
 // powerOffLocked cuts power: xapi, xhad and the heartbeat script die; the
 // database still says its VMs run until someone resets them.
 func (s *Sim) powerOffLocked(h *simHost) {
+	if h.rebootStop != nil { // a power cut ends a pending reboot too
+		h.rebootStop()
+		h.rebootStop = nil
+	}
 	if !h.powered {
 		return
 	}
