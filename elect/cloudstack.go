@@ -374,6 +374,23 @@ func (el *election) heal(ctx context.Context, c claims) error {
 		return strings.Compare(a.UUID, b.UUID)
 	})
 	keep := masters[0]
+	// XenHA may have been enabled since the view was read: ask every
+	// claimant; where it is on, XenHA decides and the bridge must not act.
+	for _, m := range masters {
+		c, err := el.req.Pool.Member(m.Address)
+		if err != nil {
+			continue
+		}
+		pools, err := c.PoolGetAllRecords(ctx)
+		if err != nil {
+			continue
+		}
+		for _, p := range pools {
+			if p.HAEnabled {
+				return el.refuse(fmt.Sprintf("XenHA is on in the pool as %s sees it: XenHA decides, the bridge does not reset anyone", m.Name))
+			}
+		}
+	}
 	el.step("split-brain", keep.UUID, fmt.Sprintf("%d hosts answer as master; %s stays (followed by %d)", len(masters), keep.Name, len(c.following[keep.Address])), true)
 	for _, m := range masters[1:] {
 		if el.req.DryRun {

@@ -103,6 +103,10 @@ func (p *Pool) GoString() string { return p.String() }
 // Members returns the member URLs (normalised).
 func (p *Pool) Members() []string { return append([]string(nil), p.members...) }
 
+// Member returns the Pool's client for one member (by URL), whatever its
+// role: a master answers normal calls through it. The Pool owns it.
+func (p *Pool) Member(rawURL string) (*Client, error) { return p.client(rawURL) }
+
 // ProbeMember asks one member to log in and reports what it said, like
 // Probe does for all of them.
 func (p *Pool) ProbeMember(ctx context.Context, rawURL string) Probe {

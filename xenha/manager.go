@@ -359,6 +359,16 @@ func (h *Handle) SlaveLocal(address string) (*xapi.Client, error) {
 	return h.w.pool.SlaveLocal(u)
 }
 
+// Member returns a client for the member with this management address
+// (normal calls work on it only if it is a master). The pool owns it.
+func (h *Handle) Member(address string) (*xapi.Client, error) {
+	u, ok := h.MemberURL(address)
+	if !ok {
+		return nil, fmt.Errorf("no member with address %s", address)
+	}
+	return h.w.pool.Member(u)
+}
+
 // Refresh forgets the cached master so the next Do looks again, and wakes
 // the watcher so the view follows a master the bridge just made.
 func (h *Handle) Refresh() {
