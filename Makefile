@@ -4,21 +4,42 @@ BIN      := bin/xenha-bridge
 TOOLS    := $(abspath bin/tools)
 VENV     := .venv
 FUZZTIME ?= 30s
+# The version the binary reports (`xenha-bridge version`).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+IMAGE    := bin/xenha-bridge-image.tar
 
 BUF                := $(TOOLS)/buf
 PROTOC_GEN_GO      := $(TOOLS)/protoc-gen-go
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
 GRPCURL            := $(TOOLS)/grpcurl
 
-.PHONY: build run test check proto proto-check peers test-go test-python tools chaos fuzz bench clean
+.PHONY: build run image test check proto proto-check peers test-go test-python tools chaos fuzz bench clean
 
+# A Debian package a target needs, installed when its command is missing.
+define apt_need
+@command -v $(1) >/dev/null || { \
+  echo "installing Debian's $(2) ($(1), $(3))"; \
+  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); \
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); fi; }
+endef
+
+# The binary; `bin/xenha-bridge status`, `health` and `journal` talk to a
+# running bridge (README: The operator's view).
 build:
-	$(GO) build -o $(BIN) ./cmd/xenha-bridge
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/xenha-bridge
 
 # The gRPC service on 127.0.0.1:50051 with an embedded simulated 3-host pool
 # ("sim"; its control endpoint on 127.0.0.1:50052), until Ctrl-C.
 run: build
 	./$(BIN) serve --simulate
+
+# The sidecar image (deploy/Containerfile): the static binary on an empty
+# base, built by buildah without a Docker engine or any pull, into an OCI
+# archive ($(IMAGE)).
+image:
+	$(call apt_need,buildah,buildah,which builds the image)
+	VERSION=$(VERSION) GO=$(GO) deploy/build-image.sh $(IMAGE)
 
 # Everything: formatting, vet, the API checks, Go tests with the race
 # detector (fuzz seed corpora included), the official XenAPI Python SDK
@@ -57,12 +78,14 @@ proto-check: proto
 	@git diff --exit-code -- proto/ || { echo "generated code is stale: run make proto and commit"; exit 1; }
 
 # The Go tests drive real peers: sushy-emulator (Redfish, from .venv) and
-# ipmi_sim (IPMI, Debian's openipmi, installed here when missing).
+# ipmi_sim (IPMI, Debian's openipmi); the deploy tests build and run the
+# image with buildah and check the systemd unit with systemd-analyze. The
+# Debian packages are installed here when missing (XENHA_SKIP_IMAGE=1 and
+# XENHA_SKIP_SYSTEMD=1 skip those tests and their packages).
 peers:
-	@command -v ipmi_sim >/dev/null || { \
-	  echo "installing Debian's openipmi (ipmi_sim, the IPMI peer of the tests)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openipmi; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openipmi; fi; }
+	$(call apt_need,ipmi_sim,openipmi,the IPMI peer of the tests)
+	$(if $(filter 1,$(XENHA_SKIP_IMAGE)),,$(call apt_need,buildah,buildah,which the image test builds and runs the image with))
+	$(if $(filter 1,$(XENHA_SKIP_SYSTEMD)),,$(call apt_need,systemd-analyze,systemd,which checks the unit file))
 
 test-go: peers $(VENV)/.installed
 	XENHA_VENV=$(abspath $(VENV)) $(GO) test -race -count=1 ./...

@@ -67,10 +67,26 @@ type Config struct {
 	Auth    Auth
 	Events  Events
 	Journal Journal
+	Metrics Metrics
 	// Pools are the pools watched from start-up. More may be attached at
 	// run time.
 	Pools []Pool
 }
+
+// Metrics is the Prometheus endpoint: plaintext HTTP without
+// authentication, so off by default and on loopback unless allowed.
+type Metrics struct {
+	// Listen is the HTTP address serving /metrics, host:port. Empty: off.
+	Listen string
+	// AllowRemote permits a Listen address that is not loopback.
+	AllowRemote bool
+}
+
+// DefaultMetricsPort is the port the documentation suggests for Listen.
+const DefaultMetricsPort = 9102
+
+// Enabled reports whether the metrics are served.
+func (m Metrics) Enabled() bool { return m.Listen != "" }
 
 // Journal is where the bridge records every destructive step, the result
 // of each request id and each pool's epoch.

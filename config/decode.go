@@ -454,6 +454,12 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 				"path": func(v *yaml.Node, p string) { d.setStr(&c.Journal.Path, v, p) },
 			})
 		},
+		"metrics": func(v *yaml.Node, p string) {
+			d.object(v, p, "the metrics settings", map[string]func(*yaml.Node, string){
+				"listen":       func(v *yaml.Node, p string) { d.setStr(&c.Metrics.Listen, v, p) },
+				"allow_remote": func(v *yaml.Node, p string) { d.setBool(&c.Metrics.AllowRemote, v, p) },
+			})
+		},
 		"pools": func(v *yaml.Node, p string) { c.Pools = d.pools(v, p) },
 	})
 }

@@ -21,7 +21,7 @@ var schemaKeys = []string{
 	"pools", "pools[].name", "pools[].members", "pools[].username", "pools[].password_file",
 	"pools[].policy", "pools[].storage_timeout", "pools[].probe_interval",
 	"pools[].tls", "pools[].tls.ca_file", "pools[].tls.pin_sha256", "pools[].tls.allow_plain_http",
-	"journal", "journal.path", "pools[].preferred_masters", "pools[].autopilot", "pools[].autopilot_delay",
+	"journal", "journal.path", "metrics", "metrics.listen", "metrics.allow_remote", "pools[].preferred_masters", "pools[].autopilot", "pools[].autopilot_delay",
 	"pools[].fencing", "pools[].fencing.levels", "pools[].fencing.delay", "pools[].fencing.storm_percent",
 	"pools[].fencing.heartbeat_timeout", "pools[].fencing.bmcs", "pools[].fencing.bmcs[].host",
 	"pools[].fencing.bmcs[].driver", "pools[].fencing.bmcs[].address", "pools[].fencing.bmcs[].username",
@@ -57,7 +57,8 @@ func TestExampleYAML(t *testing.T) {
 	if len(cfg.Pools) != 2 || cfg.Pools[0].Name != "cluster-a" || cfg.Pools[0].Password() != testPassword ||
 		cfg.Auth.Token() != testToken || !cfg.TLS.MutualTLS() || cfg.Pools[1].Password() != "other" ||
 		len(cfg.Pools[0].Fencing.BMCs) != 2 || cfg.Pools[0].Fencing.BMCs[0].Password() != "ipmi-secret" ||
-		cfg.Journal.Path != filepath.Join(dir, "journal.db") && !strings.HasPrefix(cfg.Journal.Path, "/var/lib") {
+		cfg.Journal.Path != filepath.Join(dir, "journal.db") && !strings.HasPrefix(cfg.Journal.Path, "/var/lib") ||
+		cfg.Metrics != (Metrics{Listen: "127.0.0.1:9102"}) {
 		t.Errorf("example.yaml loaded as %+v", cfg)
 	}
 

@@ -122,9 +122,10 @@ func render(t testing.TB, cfg *Config) []byte {
 			"key_file":       cfg.TLS.KeyFile,
 			"client_ca_file": cfg.TLS.ClientCAFile,
 		},
-		"auth":   map[string]any{"token_file": cfg.Auth.TokenFile},
-		"events": map[string]any{"retention": cfg.Events.Retention, "subscriber_buffer": cfg.Events.SubscriberBuffer},
-		"pools":  pools,
+		"auth":    map[string]any{"token_file": cfg.Auth.TokenFile},
+		"events":  map[string]any{"retention": cfg.Events.Retention, "subscriber_buffer": cfg.Events.SubscriberBuffer},
+		"metrics": map[string]any{"listen": cfg.Metrics.Listen, "allow_remote": cfg.Metrics.AllowRemote},
+		"pools":   pools,
 	}
 	out, err := yaml.Marshal(doc)
 	if err != nil {

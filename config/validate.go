@@ -38,6 +38,7 @@ func (c *Config) validate(r *reporter, checkPasswords bool) {
 		r.fieldf("log.level", "%s is not a log level: use trace, debug, info, warn or error", quoteShort(c.Log.Level))
 	}
 	c.TLS.validate(r)
+	c.Metrics.validate(r, c.Listen)
 	if c.Events.Retention < 1 || c.Events.Retention > MaxRetention {
 		r.fieldf("events.retention", "must be between 1 and %d (got %d)", MaxRetention, c.Events.Retention)
 	}
@@ -81,6 +82,35 @@ func validateListen(r *reporter, listen string, tls ServerTLS) {
 	}
 	if tls.CertFile == "" && !IsLoopback(listen) {
 		r.fieldf("listen", "refusing plaintext gRPC on non-loopback address %s: configure tls", listen)
+	}
+}
+
+// validate checks the metrics endpoint: a host:port of its own, on
+// loopback unless allow_remote says otherwise.
+func (m Metrics) validate(r *reporter, grpcListen string) {
+	if m.Listen == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		r.fieldf("metrics.listen", "%s is not host:port, e.g. 127.0.0.1:%d", quoteShort(m.Listen), DefaultMetricsPort)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		r.fieldf("metrics.listen", "port %s of %s must be a number from 0 to 65535", quoteShort(port), quoteShort(m.Listen))
+		return
+	}
+	if host != "" && !validHost(host) {
+		r.fieldf("metrics.listen", "host %s of %s is not an IP address or a host name", quoteShort(host), quoteShort(m.Listen))
+		return
+	}
+	if !m.AllowRemote && !IsLoopback(m.Listen) {
+		r.fieldf("metrics.listen", "refusing to serve metrics on non-loopback address %s: they are plaintext and unauthenticated; "+
+			"use 127.0.0.1:%d, or set metrics.allow_remote: true to expose them", m.Listen, DefaultMetricsPort)
+		return
+	}
+	if port != "0" && m.Listen == grpcListen {
+		r.fieldf("metrics.listen", "%s is also the gRPC listen address: give the metrics a port of their own (%d)", m.Listen, DefaultMetricsPort)
 	}
 }
 

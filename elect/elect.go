@@ -85,11 +85,24 @@ type Options struct {
 	Preferred func(pool string) []string
 	// Autopilot: off for every pool when nil.
 	Autopilot Autopilot
+	// Observe, when set, is told about every election that ran: not dry
+	// runs, nor a repeated request id answered from the journal. It runs
+	// on the caller's goroutine and must be quick (the metrics use it).
+	Observe func(Observation)
 
 	ProbeAttempts int           // probes of the master before it counts as unreachable (3)
 	ProbeSpacing  time.Duration // between them (500 ms)
 	PollInterval  time.Duration // waiting for XenHA or for a promotion to take (500 ms)
 	VerifyTimeout time.Duration // a power-off read back, a promotion taking (60 s)
+}
+
+// Observation is one election that ran, for Options.Observe: the result,
+// or the error (then Result is nil).
+type Observation struct {
+	Pool   string
+	Result *Result
+	Err    error
+	Took   time.Duration
 }
 
 // Elector runs elections, one per pool at a time.
@@ -162,30 +175,41 @@ func (el *election) step(step, host, detail string, ok bool) {
 	}
 	if _, err := el.e.opts.Journal.Append(journal.Entry{Pool: el.view.Name, RequestID: el.req.RequestID, Kind: "elect",
 		Step: step, Host: host, Epoch: el.view.Epoch, OK: ok, Detail: detail}); err != nil {
-		el.e.log.Error("cannot journal an election step", "error", err)
+		el.e.log.Error("cannot journal an election step", "pool", el.view.Name, "host", host, "request_id", el.req.RequestID,
+			"epoch", el.view.Epoch, "step", step, "error", err)
 	}
 }
 
 // Elect makes sure the pool has one live master, or says why not.
 func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	res, replayed, err := e.run(ctx, req)
+	if e.opts.Observe != nil && !replayed && !req.DryRun {
+		e.opts.Observe(Observation{Pool: req.Pool.View().Name, Result: res, Err: err, Took: time.Since(start)})
+	}
+	return res, err
+}
+
+// run is Elect; replayed tells a result answered from the journal.
+func (e *Elector) run(ctx context.Context, req Request) (_ *Result, replayed bool, _ error) {
 	view := req.Pool.View()
 	if req.ExpectedEpoch > view.Epoch {
-		return nil, &xenha.InvalidArgumentError{Field: "expected_epoch",
+		return nil, false, &xenha.InvalidArgumentError{Field: "expected_epoch",
 			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
 	}
 	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
-		return nil, fmt.Errorf("%w: request %d, pool %d", fencing.ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+		return nil, false, fmt.Errorf("%w: request %d, pool %d", fencing.ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
 	}
 	if res, ok := e.stored(view.Name, req); ok {
-		return res, nil
+		return res, true, nil
 	}
 	unlock, err := e.lock(ctx, view.Name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer unlock()
 	if res, ok := e.stored(view.Name, req); ok {
-		return res, nil
+		return res, true, nil
 	}
 	view = req.Pool.View()
 	el := &election{e: e, req: req, view: view, res: &Result{PoolUUID: view.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
@@ -198,22 +222,22 @@ func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
 		err = el.elect(ctx)
 	default:
 		el.step("controller", "", "nobody controls this pool (policy or unknown state): the bridge does not act", false)
-		return nil, fmt.Errorf("%w: pool %s has controller %s", fencing.ErrNoController, view.Name, view.Controller)
+		return nil, false, fmt.Errorf("%w: pool %s has controller %s", fencing.ErrNoController, view.Name, view.Controller)
 	}
 	if err != nil {
 		el.step("result", "", "failed: "+err.Error(), false)
-		return nil, err
+		return nil, false, err
 	}
 	el.res.Epoch = req.Pool.View().Epoch
 	el.step("result", el.res.Master.UUID, fmt.Sprintf("master %s (%s), elected by %s, epoch %d", el.res.Master.Name, el.res.Master.UUID, el.res.ElectedBy, el.res.Epoch), true)
 	if !req.DryRun && req.RequestID != "" && e.opts.Journal != nil {
 		if b, err := json.Marshal(el.res); err == nil {
 			if err := e.opts.Journal.SaveResult("elect", view.Name, req.RequestID, b); err != nil {
-				e.log.Error("cannot store an election result", "error", err)
+				e.log.Error("cannot store an election result", "pool", view.Name, "request_id", req.RequestID, "epoch", el.res.Epoch, "error", err)
 			}
 		}
 	}
-	return el.res, nil
+	return el.res, false, nil
 }
 
 func (e *Elector) stored(pool string, req Request) (*Result, bool) {

@@ -71,6 +71,7 @@ func (e *Elector) auto(ctx context.Context, h *xenha.Handle, reason, id string) 
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if _, err := e.Elect(cctx, Request{Pool: h, RequestID: id, Reason: reason}); err != nil {
-		e.log.Warn("automatic election did not complete", "pool", h.View().Name, "reason", reason, "error", err)
+		v := h.View()
+		e.log.Warn("automatic election did not complete", "pool", v.Name, "request_id", id, "epoch", v.Epoch, "reason", reason, "error", err)
 	}
 }

@@ -118,6 +118,19 @@ type Options struct {
 	StormRatio       float64       // refuse when more than this share of the pool looks dead (0.5)
 	FenceDelay       time.Duration // wait, then look again, before acting (0)
 	Levels           []string      // in order (DefaultLevels)
+	// Observe, when set, is told about every fence that ran: not dry runs,
+	// nor a repeated request id answered from the journal. It runs on the
+	// caller's goroutine and must be quick (the metrics use it).
+	Observe func(Observation)
+}
+
+// Observation is one fence that ran, for Options.Observe: the result, or
+// the error (then Result is nil).
+type Observation struct {
+	Pool   string
+	Result *Result
+	Err    error
+	Took   time.Duration
 }
 
 // PoolOptions are the settings a pool's configuration may override.
@@ -248,34 +261,45 @@ func (r *run) step(step, detail string, ok bool) {
 		Pool: r.view.Name, RequestID: r.req.RequestID, Kind: "fence", Step: step,
 		Host: r.host.UUID, Epoch: r.view.Epoch, OK: ok, Detail: detail,
 	}); err != nil {
-		r.f.log.Error("cannot journal a fence step", "error", err)
+		r.f.log.Error("cannot journal a fence step", "pool", r.view.Name, "host", r.host.UUID, "request_id", r.req.RequestID,
+			"epoch", r.view.Epoch, "step", step, "error", err)
 	}
 }
 
 // Fence fences one host, or explains why not.
 func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	res, replayed, err := f.attempt(ctx, req)
+	if f.opts.Observe != nil && !replayed && !req.DryRun {
+		f.opts.Observe(Observation{Pool: req.Pool.View().Name, Result: res, Err: err, Took: time.Since(start)})
+	}
+	return res, err
+}
+
+// attempt is Fence; replayed tells a result answered from the journal.
+func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed bool, _ error) {
 	view := req.Pool.View()
 	host, ok := view.Host(req.Host)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q in pool %s", ErrUnknownHost, req.Host, view.Name)
+		return nil, false, fmt.Errorf("%w: %q in pool %s", ErrUnknownHost, req.Host, view.Name)
 	}
 	if req.ExpectedEpoch > view.Epoch {
-		return nil, &xenha.InvalidArgumentError{Field: "expected_epoch",
+		return nil, false, &xenha.InvalidArgumentError{Field: "expected_epoch",
 			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
 	}
 	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
-		return nil, fmt.Errorf("%w: request %d, pool %d", ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+		return nil, false, fmt.Errorf("%w: request %d, pool %d", ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
 	}
 	if res, ok := f.stored(view.Name, req); ok {
-		return res, nil
+		return res, true, nil
 	}
 	unlock, err := f.lock(ctx, view.Name+"/"+host.UUID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer unlock()
 	if res, ok := f.stored(view.Name, req); ok { // a duplicate finished while we waited
-		return res, nil
+		return res, true, nil
 	}
 	view = req.Pool.View() // fresher, now that we hold the host
 	host, _ = view.Host(host.UUID)
@@ -288,17 +312,17 @@ func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
 		r.deferToXenHA()
 	case xenha.ControllerCloudStack:
 		if err := r.fence(ctx); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	default:
 		r.step("controller", "nobody controls this pool (policy or unknown state): the bridge does not act", false)
-		return nil, fmt.Errorf("%w: pool %s has controller %s", ErrNoController, view.Name, view.Controller)
+		return nil, false, fmt.Errorf("%w: pool %s has controller %s", ErrNoController, view.Name, view.Controller)
 	}
 	r.step("result", string(r.res.Outcome)+methodSuffix(r.res.Method), r.res.Outcome == Fenced || r.res.Outcome == Deferred)
 	if !req.DryRun && req.RequestID != "" && f.opts.Journal != nil {
 		if b, err := json.Marshal(r.res); err == nil {
 			if err := f.opts.Journal.SaveResult("fence", view.Name, req.RequestID, b); err != nil {
-				f.log.Error("cannot store a fence result", "error", err)
+				f.log.Error("cannot store a fence result", "pool", view.Name, "host", host.UUID, "request_id", req.RequestID, "epoch", r.res.Epoch, "error", err)
 			}
 		}
 	}
@@ -306,7 +330,7 @@ func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
 		req.Pool.Publish(xenha.Event{Type: xenha.EventHostFenced, Host: host.UUID,
 			Message: fmt.Sprintf("Host %s was fenced (%s); %d VM(s) reset.", host.Name, r.res.Method, countResets(r.res.VMResets))})
 	}
-	return r.res, nil
+	return r.res, false, nil
 }
 
 func methodSuffix(m string) string {

@@ -184,3 +184,27 @@ func (j *Bolt) SetEpoch(pool string, epoch uint64) error {
 		return b.Put([]byte(pool), u64(epoch))
 	})
 }
+
+// Stats is the journal's size, for metrics.
+type Stats struct {
+	// Bytes is the size of the database file.
+	Bytes int64
+	// Entries counts the entries of each pool.
+	Entries map[string]uint64
+}
+
+// Stats reads the journal's size. It is cheap: it reads one counter per
+// pool, not the entries.
+func (j *Bolt) Stats() (Stats, error) {
+	st := Stats{Entries: map[string]uint64{}}
+	err := j.db.View(func(tx *bolt.Tx) error {
+		st.Bytes = tx.Size()
+		return tx.Bucket(bucketEntries).ForEachBucket(func(pool []byte) error {
+			// Entries are numbered by the bucket's sequence and never
+			// removed: the sequence is the count.
+			st.Entries[string(pool)] = tx.Bucket(bucketEntries).Bucket(pool).Sequence()
+			return nil
+		})
+	})
+	return st, err
+}

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -36,10 +38,16 @@ type Options struct {
 	TLS *tls.Config
 	// MaxMessageBytes bounds a request (default 1 MiB).
 	MaxMessageBytes int
+	// Metrics, when set, counts every RPC by method and code (health and
+	// reflection included) and times it.
+	Metrics *grpcprom.ServerMetrics
 }
 
 // Server is the gRPC server with health, reflection and the interceptor
-// chain: recovery → logging → auth.
+// chain: recovery → logging → metrics → auth → recovery. The inner
+// recovery turns a handler's panic into INTERNAL, which the logging and
+// the metrics then see like any other answer; the outer one guards the
+// interceptors themselves.
 type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
@@ -84,20 +92,31 @@ func New(svc *Service, opts Options) *Server {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName
 	})
 	check := authFunc(opts.Token, mtls)
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithFieldsFromContextAndCallMeta(requestFields)}
+	unary := []grpc.UnaryServerInterceptor{
+		recovery.UnaryServerInterceptor(recover),
+		logging.UnaryServerInterceptor(logger, logOpts...),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		recovery.StreamServerInterceptor(recover),
+		logging.StreamServerInterceptor(logger, logOpts...),
+	}
+	if opts.Metrics != nil {
+		unary = append(unary, opts.Metrics.UnaryServerInterceptor())
+		stream = append(stream, opts.Metrics.StreamServerInterceptor())
+	}
+	unary = append(unary,
+		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(check), notHealth),
+		recovery.UnaryServerInterceptor(recover))
+	stream = append(stream,
+		selector.StreamServerInterceptor(auth.StreamServerInterceptor(check), notHealth),
+		recovery.StreamServerInterceptor(recover))
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(
-			recovery.UnaryServerInterceptor(recover),
-			logging.UnaryServerInterceptor(logger, logging.WithLogOnEvents(logging.FinishCall)),
-			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(check), notHealth),
-		),
-		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recover),
-			logging.StreamServerInterceptor(logger, logging.WithLogOnEvents(logging.FinishCall)),
-			selector.StreamServerInterceptor(auth.StreamServerInterceptor(check), notHealth),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
@@ -109,7 +128,41 @@ func New(svc *Service, opts Options) *Server {
 	hs.SetServingStatus(pb.XenHAService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
+	if opts.Metrics != nil {
+		opts.Metrics.InitializeMetrics(g) // every method at 0, so rates work from the start
+	}
 	return &Server{grpc: g, health: hs, log: log}
+}
+
+// requestFields adds to an RPC's log line what its request says of the
+// pool, the host, the request id and the epoch, under the keys every log
+// line of the bridge uses (cut to a sane length: the request is not
+// validated yet). Unary requests only: a stream's request is read after
+// the call starts.
+func requestFields(_ context.Context, c interceptors.CallMeta) logging.Fields {
+	var f logging.Fields
+	if r, ok := c.ReqOrNil.(interface{ GetPool() string }); ok && r.GetPool() != "" {
+		f = append(f, "pool", clip(r.GetPool()))
+	}
+	if r, ok := c.ReqOrNil.(interface{ GetHost() string }); ok && r.GetHost() != "" {
+		f = append(f, "host", clip(r.GetHost()))
+	}
+	if r, ok := c.ReqOrNil.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		f = append(f, "request_id", clip(r.GetRequestId()))
+	}
+	if r, ok := c.ReqOrNil.(interface{ GetExpectedEpoch() uint64 }); ok && r.GetExpectedEpoch() != 0 {
+		f = append(f, "epoch", r.GetExpectedEpoch())
+	}
+	return f
+}
+
+// clip cuts a logged request value to at most 128 bytes.
+func clip(s string) string {
+	const limit = 128
+	if len(s) <= limit {
+		return s
+	}
+	return strings.ToValidUTF8(s[:limit], "") + "…"
 }
 
 // Serve serves on ln until Stop.

@@ -39,6 +39,12 @@ type Options struct {
 	Originator string
 	// HTTPClient replaces the client built from TLS (tests).
 	HTTPClient *http.Client
+	// Observe, when set, is told about every request a Client sends
+	// (logins, logouts and probes included): the method, how long it took
+	// and its error (nil on success; see ErrorKind). It runs on the
+	// caller's goroutine and must be quick and safe for concurrent use.
+	// The bridge's metrics use it.
+	Observe func(method string, took time.Duration, err error)
 }
 
 func (o Options) withDefaults() Options {
@@ -120,7 +126,7 @@ func newClient(rawURL string, creds Credentials, opts Options, slaveLocal bool) 
 		slaveLocal: slaveLocal,
 	}
 	c.ownHTTP = opts.HTTPClient == nil
-	c.log = opts.Logger.Named("xapi").With("host", base.Host)
+	c.log = opts.Logger.Named("xapi").With("address", base.Hostname())
 	return c, nil
 }
 
@@ -363,6 +369,9 @@ func (c *Client) rpc(ctx context.Context, timeout time.Duration, method string, 
 	start := time.Now()
 	res, err := c.t.roundTrip(ctx, method, params)
 	elapsed := time.Since(start)
+	if c.opts.Observe != nil {
+		c.opts.Observe(method, elapsed, err)
+	}
 	if err == nil {
 		c.log.Debug("call", "method", method, "duration", elapsed)
 		return res, nil

@@ -137,6 +137,51 @@ func IsEmergency(err error) bool {
 	return false
 }
 
+// ErrorKind names what kind of failure err is, for counting: the XenAPI
+// error code of an API failure (HOST_IS_SLAVE, SESSION_INVALID, ...; a code
+// that does not look like one is "OTHER_API_ERROR"), or for the failures
+// that are not API answers "canceled", "timeout", "malformed", "closed",
+// "unreachable" or "error". Nil is "".
+func ErrorKind(err error) string {
+	if err == nil {
+		return ""
+	}
+	if e, ok := AsError(err); ok {
+		if isCodeLike(e.Code) {
+			return e.Code
+		}
+		return "OTHER_API_ERROR"
+	}
+	var te *TransportError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, ErrMalformedResponse):
+		return "malformed"
+	case errors.Is(err, ErrClosed):
+		return "closed"
+	case errors.As(err, &te):
+		return "unreachable"
+	}
+	return "error"
+}
+
+// isCodeLike accepts what xapi's error codes look like (upper case words
+// joined by '_'), so that a hostile server cannot make up label values.
+func isCodeLike(code string) bool {
+	if code == "" || len(code) > 64 {
+		return false
+	}
+	for _, r := range code {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 // IsUnreachable reports a transport failure: the host did not give a
 // XenAPI answer. A call abandoned because the caller cancelled its context
 // says nothing about the host and is not counted (a deadline is).

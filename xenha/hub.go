@@ -31,6 +31,8 @@ type Hub struct {
 	kept        []Event // oldest first, at most retention
 	subs        map[*Subscription]struct{}
 	now         func() time.Time
+	published   map[EventType]uint64 // since start, by type
+	cut         uint64               // subscriptions cut off as too slow
 }
 
 // NewHub keeps retention events and gives each subscriber a queue of buffer.
@@ -43,6 +45,7 @@ func NewHub(retention, buffer int) *Hub {
 		buffer:      max(buffer, 1),
 		subs:        map[*Subscription]struct{}{},
 		now:         time.Now,
+		published:   map[EventType]uint64{},
 	}
 }
 
@@ -83,6 +86,9 @@ func (h *Hub) drop(s *Subscription, err error) {
 	delete(h.subs, s)
 	s.err = err
 	close(s.done)
+	if errors.Is(err, ErrSlowConsumer) {
+		h.cut++
+	}
 }
 
 // Publish numbers the events and delivers them.
@@ -99,6 +105,7 @@ func (h *Hub) Publish(evs ...Event) {
 			e.Time = h.now()
 		}
 		h.kept = append(h.kept, e)
+		h.published[e.Type]++
 		for s := range h.subs {
 			if s.pool != "" && s.pool != e.Pool {
 				continue
@@ -156,4 +163,29 @@ func (h *Hub) Newest() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.seq
+}
+
+// HubStats is what the hub has done since it started, for metrics.
+type HubStats struct {
+	Newest    uint64               // sequence of the last event published
+	Published map[EventType]uint64 // events published, by type
+	Streams   int                  // open subscriptions
+	// MaxQueued is the lag of the slowest open stream: the events
+	// published for it that it has not taken yet.
+	MaxQueued int
+	Cut       uint64 // subscriptions cut off as too slow (ErrSlowConsumer)
+}
+
+// Stats reads the hub's counters.
+func (h *Hub) Stats() HubStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := HubStats{Newest: h.seq, Published: make(map[EventType]uint64, len(h.published)), Streams: len(h.subs), Cut: h.cut}
+	for t, n := range h.published {
+		st.Published[t] = n
+	}
+	for s := range h.subs {
+		st.MaxQueued = max(st.MaxQueued, len(s.c))
+	}
+	return st
 }

@@ -18,6 +18,13 @@ const (
 	WarnNotObserved       WarningCode = "not_observed"
 )
 
+// WarningCodes lists every code, for readers that want a value for each
+// (metrics report the inactive ones as 0).
+var WarningCodes = []WarningCode{
+	WarnTwoHostPool, WarnAggressiveFencing, WarnNoProtectedVMs, WarnSplitBrain,
+	WarnMasterUnreachable, WarnPolicyConflict, WarnXenHARequired, WarnNotObserved,
+}
+
 // Warning is a risk in a sentence a person understands.
 type Warning struct {
 	Code    WarningCode

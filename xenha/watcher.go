@@ -104,7 +104,11 @@ func (w *watcher) update(change func(ob *observation)) {
 		}
 	}
 	w.view.Store(cur)
-	w.hub.Publish(diff(old, cur, cause)...)
+	evs := diff(old, cur, cause)
+	for _, e := range evs {
+		w.log.Info("pool event", "type", e.Type, "host", e.Host, "epoch", e.Epoch, "message", e.Message)
+	}
+	w.hub.Publish(evs...)
 	if cur.Observed {
 		w.once.Do(func() {
 			w.onUUID(w.spec.Name, cur.UUID)
@@ -148,7 +152,8 @@ func (w *watcher) followLoop(ctx context.Context) {
 			w.log.Info("event token refused, resynchronising", "error", err)
 			continue
 		}
-		w.log.Warn("lost the pool master", "error", err)
+		last := w.view.Load()
+		w.log.Warn("lost the pool master", "host", last.Master.UUID, "address", last.Master.Address, "epoch", last.Epoch, "error", err)
 		w.pool.Invalidate()
 		w.update(func(ob *observation) { ob.connected = false })
 		w.probeNow()
@@ -180,7 +185,8 @@ func (w *watcher) follow(ctx context.Context) error {
 	if err := w.apply(ctx, c, st, batch, nil); err != nil {
 		return err
 	}
-	w.log.Info("following pool master", "master", c.Address(), "pool_uuid", st.pool.UUID)
+	v := w.view.Load()
+	w.log.Info("following pool master", "address", c.Address(), "host", v.Master.UUID, "pool_uuid", st.pool.UUID, "epoch", v.Epoch)
 	for {
 		prev := slices.Clone(st.pool.HAStatefiles)
 		batch, err = c.EventFrom(ctx, eventClasses, batch.Token, w.poll)

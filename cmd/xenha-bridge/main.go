@@ -26,7 +26,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var exit exitError
+		switch {
+		case errors.As(err, &exit):
+			os.Exit(exit.code) // its message is printed
+		case !errors.Is(err, flag.ErrHelp):
 			fmt.Fprintln(os.Stderr, "xenha-bridge:", err)
 		}
 		os.Exit(2)
@@ -36,7 +40,9 @@ func main() {
 const usage = `usage: xenha-bridge <command> [flags]
 
 commands:
-  serve    run the gRPC service (--config FILE, --listen ADDR, --simulate)
+  serve    run the gRPC service (--config FILE, --listen ADDR, --metrics ADDR, --simulate)
+  status   print each pool's controller, master, hosts, warnings, epoch and last journal entries (--pool NAME, --json)
+  health   ask a running bridge's health service; exit 0 only when SERVING (--addr ADDR)
   journal  print a pool's journal from a running bridge (--pool NAME)
   sim      run a simulated XenServer pool on loopback and print its addresses
   version  print the version
@@ -54,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSim(ctx, args[1:], stdout, stderr)
 	case "journal":
 		return runJournal(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
+	case "health":
+		return runHealth(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xenha-bridge", version)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/membership"
+	"github.com/cloudstack-xenha/xenha-bridge/metrics"
 	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -37,6 +39,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	simStandalone := fs.Int("sim-standalone", 1, "with --simulate: extra standalone hosts (to try JoinHost)")
 	simPort := fs.Int("sim-port", 50080, "with --simulate: the XAPI port of every simulated host (each has its own 127.77.x.y address); 0: free ports")
 	journalPath := fs.String("journal", "", "journal file, overriding the configuration's (with --simulate and no configuration: a temporary file)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics, overriding the configuration's metrics.listen")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +58,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Listen = *listen
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("--listen: %w", err)
+		}
+	}
+	if *metricsAddr != "" {
+		cfg.Metrics.Listen = *metricsAddr
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("--metrics: %w", err)
 		}
 	}
 	log := hclog.New(&hclog.LoggerOptions{
@@ -83,13 +92,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer jrnl.Close()
 
+	// Metrics are always kept (it costs little); they are served only when
+	// metrics.listen or --metrics says where.
+	obs := metrics.New(version)
+	xapiOpts := xapi.Options{Observe: obs.ObserveXAPICall}
 	pools := xenha.NewManager(xenha.Options{
 		Logger: log, Retention: cfg.Events.Retention, SubscriberBuffer: cfg.Events.SubscriberBuffer, Epochs: jrnl,
+		XAPI: xapiOpts,
 	})
 	defer pools.Close()
+	obs.WatchPools(pools)
+	obs.WatchJournal(jrnl)
 	bmcs := &bmcBook{}
 	fencer := fencing.New(fencing.Options{
 		Journal: jrnl, Logger: log.Named("fencing"), Devices: bmcs.lookup, Pool: poolFencing(cfg.Pools),
+		Observe: obs.ObserveFence,
 	})
 	preferred := map[string][]string{}
 	autopilot := map[string]time.Duration{} // pools with autopilot on, and their delay
@@ -97,6 +114,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Journal: jrnl, Logger: log.Named("elect"), Devices: bmcs.lookup,
 		Preferred: func(pool string) []string { return preferred[pool] },
 		Autopilot: func(pool string) (bool, time.Duration) { d, on := autopilot[pool]; return on, d },
+		Observe:   obs.ObserveElection,
 	})
 	for _, p := range cfg.Pools {
 		preferred[p.Name] = p.PreferredMasters
@@ -150,26 +168,50 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	defer ln.Close()
+	var metricsSrv *http.Server
+	errc := make(chan error, 2)
+	if cfg.Metrics.Enabled() {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		metricsSrv = obs.NewHTTPServer(log.Named("metrics"))
+		go func() {
+			if err := metricsSrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		log.Info("serving metrics", "listen", "http://"+mln.Addr().String()+"/metrics")
+	}
 	devices := func(driver, address, username, password string) (fencing.Device, error) {
 		return newDevice(driver, address, username, password, false)
 	}
 	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
-	members := &membership.Service{Pools: pools}
+	members := &membership.Service{Pools: pools, XAPI: xapiOpts}
 	srv := server.New(server.NewService(pools, log.Named("api"),
 		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
 		server.WithMembership(members)), server.Options{
-		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf,
+		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf, Metrics: obs.GRPC(),
 	})
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "", "journal", jpath)
 
+	stop := func() {
+		srv.Stop(5 * time.Second)
+		if metricsSrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			metricsSrv.Shutdown(sctx)
+		}
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
-		srv.Stop(5 * time.Second)
+		stop()
 		return nil
 	case err := <-errc:
+		stop()
 		return err
 	}
 }
