@@ -84,6 +84,8 @@ type world struct {
 	fencer  *fencing.Fencer
 	el      *elect.Elector
 
+	stopHeal context.CancelFunc
+
 	mu     sync.Mutex
 	audit  []xapisim.AuditRecord
 	fences []*fencing.Result
@@ -134,7 +136,7 @@ func (w *world) startBridge() {
 		w.t.Fatal(err)
 	}
 	w.j = j
-	xo := xapi.Options{Timeout: time.Second, ProbeTimeout: 100 * time.Millisecond}
+	xo := xapi.Options{Timeout: time.Second, ProbeTimeout: 250 * time.Millisecond}
 	w.m = xenha.NewManager(xenha.Options{XAPI: xo, Epochs: j, Retention: 100000, SubscriberBuffer: 100000, AttachWait: 3 * time.Second})
 	info := w.sim.Info()
 	if _, _, err := w.m.Attach(context.Background(), xenha.PoolSpec{
@@ -163,6 +165,10 @@ func (w *world) startBridge() {
 		w.t.Fatal(err)
 	}
 	go w.watchEvents(sub)
+	// As serve does: split brains in CloudStack-controlled pools are healed.
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopHeal = cancel
+	go w.el.Heal(ctx, w.m)
 }
 
 // watchEvents checks the stream a PoolEvents subscriber sees: gap-free
@@ -187,6 +193,7 @@ func (w *world) watchEvents(sub *xenha.Subscription) {
 }
 
 func (w *world) stopBridge() {
+	w.stopHeal()
 	w.m.Close()
 	w.j.Close()
 }
@@ -353,9 +360,9 @@ func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 		w.logf("+%s", d)
 		time.Sleep(30 * time.Millisecond) // let the watcher see it
 	}
-	// Settle: the driver gets two last chances to mend, as CloudStack would.
-	for range 2 {
-		time.Sleep(100 * time.Millisecond)
+	// Settle: the driver gets three last chances to mend, as CloudStack would.
+	for range 3 {
+		time.Sleep(200 * time.Millisecond)
 		w.drive()
 	}
 	totals.schedules.Add(1)

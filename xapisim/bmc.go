@@ -65,7 +65,7 @@ func (b *bmcServer) serve(s *Sim, h *simHost, w http.ResponseWriter, r *http.Req
 	case r.Method == http.MethodGet && path == redfishSystem:
 		s.mu.Lock()
 		state := "Off"
-		if h.powered {
+		if h.powered || h.rebootStop != nil { // a warm reboot keeps the chassis powered
 			state = "On"
 		}
 		uuid, name := h.uuid, h.name
@@ -89,7 +89,7 @@ func (b *bmcServer) serve(s *Sim, h *simHost, w http.ResponseWriter, r *http.Req
 		defer func() { s.auditEnd(rec, h, auditErr) }()
 		switch req.ResetType {
 		case "ForceOff", "GracefulShutdown":
-			if !h.powered {
+			if !h.powered && h.rebootStop == nil {
 				// Many BMCs refuse to power off what is off (CloudStack #13377).
 				auditErr = fail("ALREADY_OFF")
 				redfishError(w, http.StatusConflict, "ActionNotSupported", "system is already powered off")
@@ -97,7 +97,7 @@ func (b *bmcServer) serve(s *Sim, h *simHost, w http.ResponseWriter, r *http.Req
 			}
 			s.powerOffLocked(h)
 		case "On":
-			if h.powered {
+			if h.powered || h.rebootStop != nil {
 				redfishError(w, http.StatusConflict, "ActionNotSupported", "system is already powered on")
 				return
 			}
