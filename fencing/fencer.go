@@ -82,6 +82,7 @@ type VMReset struct {
 
 // Result is the answer to a Request.
 type Result struct {
+	RequestID      string    `json:"request_id,omitempty"`
 	PoolUUID       string    `json:"pool_uuid"`
 	HostUUID       string    `json:"host_uuid"`
 	Outcome        Outcome   `json:"outcome"`
@@ -92,6 +93,9 @@ type Result struct {
 	Epoch          uint64    `json:"epoch"`
 	DryRun         bool      `json:"dry_run"`
 	Trace          []Step    `json:"trace"`
+	// Incomplete: the host is fenced but a VM could not be reset (or the
+	// VMs not listed): call again with the same request id to finish.
+	Incomplete bool `json:"incomplete,omitempty"`
 	// Where the time went: waiting on XAPI and BMCs, and the configured
 	// waits (probe spacing, read-back polls, fence delay). The rest is the
 	// bridge's own.
@@ -304,7 +308,7 @@ func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed 
 	view = req.Pool.View() // fresher, now that we hold the host
 	host, _ = view.Host(host.UUID)
 	r := &run{f: f, o: f.settings(view.Name), req: req, view: view, host: host,
-		res: &Result{PoolUUID: view.UUID, HostUUID: host.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
+		res: &Result{RequestID: req.RequestID, PoolUUID: view.UUID, HostUUID: host.UUID, Epoch: view.Epoch, DryRun: req.DryRun}}
 	r.step("request", fmt.Sprintf("fence %s (%s) requested; force=%v dry_run=%v reason=%q", host.Name, host.Address, req.Force, req.DryRun, req.Reason), true)
 
 	switch view.Controller {
@@ -319,7 +323,10 @@ func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed 
 		return nil, false, fmt.Errorf("%w: pool %s has controller %s", ErrNoController, view.Name, view.Controller)
 	}
 	r.step("result", string(r.res.Outcome)+methodSuffix(r.res.Method), r.res.Outcome == Fenced || r.res.Outcome == Deferred)
-	if !req.DryRun && req.RequestID != "" && f.opts.Journal != nil {
+	// A result with a VM left unreset is not kept: the caller's retry with
+	// the same request id must finish the job (the host is already off, so
+	// the retry only resets what is left).
+	if !req.DryRun && req.RequestID != "" && f.opts.Journal != nil && !r.res.Incomplete {
 		if b, err := json.Marshal(r.res); err == nil {
 			if err := f.opts.Journal.SaveResult("fence", view.Name, req.RequestID, b); err != nil {
 				f.log.Error("cannot store a fence result", "pool", view.Name, "host", host.UUID, "request_id", req.RequestID, "epoch", r.res.Epoch, "error", err)

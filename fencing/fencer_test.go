@@ -478,3 +478,32 @@ func TestXenHAPoolsAreNeverFencedByTheBridge(t *testing.T) {
 		t.Fatalf("after XenHA fenced: %+v\n%s", res, trace(res))
 	}
 }
+
+func TestAnIncompleteResultIsNotKeptSoTheRetryFinishes(t *testing.T) {
+	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
+	e.bmc(2)
+	e.hang(2)
+	// A deadline that ends right after the power-off: the VM resets fail.
+	ctx, cancel := context.WithCancel(context.Background())
+	req := Request{Pool: e.handle(), Host: e.sim.Info().Hosts[2].UUID, RequestID: "partial"}
+	go func() {
+		for !e.sim.State().Hosts[2].Powered == false {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	first, err := e.f.Fence(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Outcome != Fenced {
+		t.Skipf("the deadline came before the power-off (%s): nothing to retry", first.Outcome)
+	}
+	if !first.Incomplete {
+		t.Fatalf("resets were cut short but the result is not marked incomplete: %+v", first.VMResets)
+	}
+	again := e.mustFence(2, func(r *Request) { r.RequestID = "partial" })
+	if n := countResets(first.VMResets) + countResets(again.VMResets); n != 2 || e.guestsOn(2) != 0 {
+		t.Fatalf("resets: first %+v, retry %+v", first.VMResets, again.VMResets)
+	}
+}

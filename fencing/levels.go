@@ -160,6 +160,7 @@ func (r *run) resetVMs(ctx context.Context) {
 		})
 	})
 	if err != nil {
+		r.res.Incomplete = true
 		r.step("vm-reset", "cannot list the VMs: "+err.Error(), false)
 		return
 	}
@@ -177,6 +178,7 @@ func (r *run) resetVMs(ctx context.Context) {
 		var err error
 		r.peer(func() { err = r.req.Pool.Do(ctx, func(c *xapi.Client) error { return c.VMPowerStateReset(ctx, ref) }) })
 		if err != nil {
+			r.res.Incomplete = true
 			out.Error = err.Error()
 			r.step("vm-reset", fmt.Sprintf("VM %s (%s): %v", vm.NameLabel, vm.UUID, err), false)
 		} else {

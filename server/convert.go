@@ -142,7 +142,7 @@ func fenceResultPB(r *fencing.Result) *pb.FenceHostResponse {
 	out := &pb.FenceHostResponse{
 		PoolUuid: r.PoolUUID, HostUuid: r.HostUUID, Outcome: outcomes[r.Outcome], Method: r.Method,
 		XenhaProgress: &pb.XenHAProgress{OutsideLiveset: r.OutsideLiveset, VmsHalted: r.VMsHalted},
-		Epoch:         r.Epoch, DryRun: r.DryRun,
+		Epoch:         r.Epoch, DryRun: r.DryRun, Incomplete: r.Incomplete,
 	}
 	for _, v := range r.VMResets {
 		out.VmResets = append(out.VmResets, &pb.VMReset{VmUuid: v.UUID, Name: v.Name, Reset_: v.Reset, Error: v.Error})

@@ -1526,6 +1526,9 @@ type FenceHostResponse struct {
 	Epoch         uint64         `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	DryRun        bool           `protobuf:"varint,8,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	Trace         []*TraceStep   `protobuf:"bytes,9,rep,name=trace,proto3" json:"trace,omitempty"`
+	// The host is fenced but a VM could not be reset (or the VMs could not be
+	// listed): call again with the same request_id to finish.
+	Incomplete    bool `protobuf:"varint,10,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1621,6 +1624,13 @@ func (x *FenceHostResponse) GetTrace() []*TraceStep {
 		return x.Trace
 	}
 	return nil
+}
+
+func (x *FenceHostResponse) GetIncomplete() bool {
+	if x != nil {
+		return x.Incomplete
+	}
+	return false
 }
 
 type VMReset struct {
@@ -3590,7 +3600,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
 	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x04 \x01(\tR\bpassword\"\x8d\x03\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\"\xad\x03\n" +
 	"\x11FenceHostResponse\x12\x1b\n" +
 	"\tpool_uuid\x18\x01 \x01(\tR\bpoolUuid\x12\x1b\n" +
 	"\thost_uuid\x18\x02 \x01(\tR\bhostUuid\x12;\n" +
@@ -3600,7 +3610,11 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x0exenha_progress\x18\x06 \x01(\v2\".cloudstack.xenha.v1.XenHAProgressR\rxenhaProgress\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x17\n" +
 	"\adry_run\x18\b \x01(\bR\x06dryRun\x124\n" +
-	"\x05trace\x18\t \x03(\v2\x1e.cloudstack.xenha.v1.TraceStepR\x05trace\"b\n" +
+	"\x05trace\x18\t \x03(\v2\x1e.cloudstack.xenha.v1.TraceStepR\x05trace\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\n" +
+	" \x01(\bR\n" +
+	"incomplete\"b\n" +
 	"\aVMReset\x12\x17\n" +
 	"\avm_uuid\x18\x01 \x01(\tR\x06vmUuid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
