@@ -15,12 +15,12 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/internal/keylock"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -109,8 +109,7 @@ type Observation struct {
 type Elector struct {
 	opts  Options
 	log   hclog.Logger
-	mu    sync.Mutex
-	locks map[string]chan struct{}
+	pools keylock.Set // one election per pool at a time
 }
 
 // New returns an Elector.
@@ -138,23 +137,15 @@ func New(opts Options) *Elector {
 	def(&opts.ProbeSpacing, 500*time.Millisecond)
 	def(&opts.PollInterval, 500*time.Millisecond)
 	def(&opts.VerifyTimeout, 60*time.Second)
-	return &Elector{opts: opts, log: opts.Logger, locks: map[string]chan struct{}{}}
+	return &Elector{opts: opts, log: opts.Logger}
 }
 
 func (e *Elector) lock(ctx context.Context, pool string) (func(), error) {
-	e.mu.Lock()
-	ch, ok := e.locks[pool]
-	if !ok {
-		ch = make(chan struct{}, 1)
-		e.locks[pool] = ch
+	unlock, err := e.pools.Lock(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the election already running on this pool: %w", err)
 	}
-	e.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the election already running on this pool: %w", ctx.Err())
-	}
+	return unlock, nil
 }
 
 // election is one call in progress.

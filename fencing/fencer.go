@@ -14,11 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudstack-xenha/xenha-bridge/internal/keylock"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -168,8 +168,7 @@ func (f *Fencer) settings(pool string) Options {
 type Fencer struct {
 	opts  Options
 	log   hclog.Logger
-	mu    sync.Mutex
-	locks map[string]chan struct{}
+	hosts keylock.Set // one fence per host at a time
 }
 
 // New returns a Fencer.
@@ -203,24 +202,16 @@ func New(opts Options) *Fencer {
 	if len(opts.Levels) == 0 {
 		opts.Levels = DefaultLevels
 	}
-	return &Fencer{opts: opts, log: opts.Logger, locks: map[string]chan struct{}{}}
+	return &Fencer{opts: opts, log: opts.Logger}
 }
 
 // lock serialises fences of one host; it gives up with the context.
 func (f *Fencer) lock(ctx context.Context, key string) (func(), error) {
-	f.mu.Lock()
-	ch, ok := f.locks[key]
-	if !ok {
-		ch = make(chan struct{}, 1)
-		f.locks[key] = ch
+	unlock, err := f.hosts.Lock(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for another fence of the same host: %w", err)
 	}
-	f.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for another fence of the same host: %w", ctx.Err())
-	}
+	return unlock, nil
 }
 
 // run is one fence in progress: its trace and journal lines.
