@@ -184,12 +184,8 @@ func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
 // run is Elect; replayed tells a result answered from the journal.
 func (e *Elector) run(ctx context.Context, req Request) (_ *Result, replayed bool, _ error) {
 	view := req.Pool.View()
-	if req.ExpectedEpoch > view.Epoch {
-		return nil, false, &xenha.InvalidArgumentError{Field: "expected_epoch",
-			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
-	}
-	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
-		return nil, false, fmt.Errorf("%w: request %d, pool %d", fencing.ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+	if err := fencing.CheckEpoch(req.ExpectedEpoch, view.Epoch); err != nil {
+		return nil, false, err
 	}
 	if res, ok := e.stored(view.Name, req); ok {
 		return res, true, nil

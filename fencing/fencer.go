@@ -261,6 +261,20 @@ func (r *run) step(step, detail string, ok bool) {
 	}
 }
 
+// CheckEpoch is the fencing-token rule ElectMaster and FenceHost share: a
+// request based on an older epoch than the pool's is stale (ABORTED); one
+// ahead of it is invalid; 0 asks for no check.
+func CheckEpoch(expected, current uint64) error {
+	switch {
+	case expected > current:
+		return &xenha.InvalidArgumentError{Field: "expected_epoch",
+			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", expected, current)}
+	case expected != 0 && expected < current:
+		return fmt.Errorf("%w: request %d, pool %d", ErrStaleEpoch, expected, current)
+	}
+	return nil
+}
+
 // Fence fences one host, or explains why not.
 func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
@@ -278,12 +292,8 @@ func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed 
 	if !ok {
 		return nil, false, fmt.Errorf("%w: %q in pool %s", ErrUnknownHost, req.Host, view.Name)
 	}
-	if req.ExpectedEpoch > view.Epoch {
-		return nil, false, &xenha.InvalidArgumentError{Field: "expected_epoch",
-			Reason: fmt.Sprintf("%d is ahead of the pool's epoch %d", req.ExpectedEpoch, view.Epoch)}
-	}
-	if req.ExpectedEpoch != 0 && req.ExpectedEpoch < view.Epoch {
-		return nil, false, fmt.Errorf("%w: request %d, pool %d", ErrStaleEpoch, req.ExpectedEpoch, view.Epoch)
+	if err := CheckEpoch(req.ExpectedEpoch, view.Epoch); err != nil {
+		return nil, false, err
 	}
 	if res, ok := f.stored(view.Name, req); ok {
 		return res, true, nil
