@@ -1,0 +1,8 @@
+// Mirror of CloudStack main (Apache License 2.0) for compiling against in
+// provided scope: only the members the xenha adapters use, with CloudStack's
+// packages and signatures. Never packaged; CloudStack's class is used at run time.
+package com.cloud.utils.component;
+
+/** Mirror of CloudStack's {@code Adapter} (utils module): pluggable code of which several implementations are registered. */
+public interface Adapter extends ComponentLifecycle {
+}

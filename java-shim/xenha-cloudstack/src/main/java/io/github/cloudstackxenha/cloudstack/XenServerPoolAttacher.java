@@ -1,0 +1,120 @@
+package io.github.cloudstackxenha.cloudstack;
+
+import java.util.Collection;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+import com.google.protobuf.Duration;
+
+import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
+import cloudstack.xenha.v1.Xenha.AttachPoolResponse;
+import cloudstack.xenha.v1.Xenha.PoolSummary;
+import io.github.cloudstackxenha.client.PoolEventsListener;
+import io.github.cloudstackxenha.client.XenHaBridgeException;
+import io.grpc.Status;
+
+/**
+ * Hands a XenServer cluster's pool to the bridge when CloudStack connects
+ * the cluster: every member's XAPI URL (so the bridge can follow the master
+ * when the last known one dies), the credentials CloudStack was given, and
+ * the policy, storage timeout and XAPI TLS of the configuration.
+ *
+ * <p>The XenServer plugin calls {@link #attachCluster} from
+ * XcpServerDiscoverer.find(), once it has the pool's host records and has
+ * set the cluster's GUID to the pool UUID. Attaching the same pool again is
+ * a no-op on the bridge, so calling it on every host added is fine. The pool
+ * is named after the cluster; its events are then followed
+ * ({@link PoolWatch}), which also attaches it again if the bridge restarts.
+ *
+ * <p>One per {@link XenHaBridgeContext}: {@link XenHaBridgeContext#poolAttacher()}.
+ * XcpServerDiscoverer lives in another Spring module (xenserver-discoverer,
+ * under discoverer) that cannot see this one's beans: it reaches the
+ * attacher with {@code XenHaBridgeContext.current()}.
+ */
+public class XenServerPoolAttacher {
+    private static final Logger LOG = LogManager.getLogger(XenServerPoolAttacher.class);
+    private static final int MAX_NAME = 63;
+
+    private final XenHaBridgeContext bridge;
+    private final Map<String, PoolEventsListener> watches = new ConcurrentHashMap<>();
+
+    XenServerPoolAttacher(XenHaBridgeContext bridge) {
+        this.bridge = bridge;
+    }
+
+    /**
+     * Attaches the pool of cluster {@code clusterId}.
+     *
+     * @param clusterName CloudStack's cluster name, which names the pool on the bridge
+     * @param hostAddresses the management address of every member
+     * @return the pool as the bridge now has it
+     * @throws XenHaBridgeException when the bridge refuses (a different pool under that name:
+     *         ALREADY_EXISTS; bad input: INVALID_ARGUMENT naming the field) or cannot be reached
+     */
+    public PoolSummary attachCluster(long clusterId, String clusterName, Collection<String> hostAddresses, String username,
+            String password) {
+        ShimSettings s = bridge.settings();
+        TreeSet<String> members = new TreeSet<>();
+        for (String a : hostAddresses) {
+            if (a != null && !a.trim().isEmpty()) {
+                members.add(s.memberUrl(a.trim()));
+            }
+        }
+        AttachPoolRequest.Builder req = AttachPoolRequest.newBuilder().setName(poolName(clusterName, clusterId))
+                .addAllMembers(members).setUsername(username).setPassword(password).setPolicy(s.policy()).setTls(s.xapiTls());
+        if (s.storageTimeout() != null) {
+            req.setStorageTimeout(Duration.newBuilder().setSeconds(s.storageTimeout().getSeconds())
+                    .setNanos(s.storageTimeout().getNano()));
+        }
+        AttachPoolRequest request = req.build();
+        AttachPoolResponse r = bridge.client().attachPool(request);
+        bridge.pools().remember(clusterId, request);
+        LOG.info("xenha-bridge: cluster {} {} as pool {} ({}, {} member(s), controller {})", clusterId,
+                r.getCreated() ? "attached" : "was already attached", request.getName(), r.getPool().getPoolUuid(),
+                members.size(), r.getPool().getController());
+        watch(request.getName());
+        return r.getPool();
+    }
+
+    /** Stops the bridge watching the cluster's pool (the cluster was removed from CloudStack). */
+    public void detachCluster(long clusterId) {
+        String pool = bridge.pools().poolOfCluster(clusterId).orElse(null);
+        if (pool == null) {
+            return;
+        }
+        PoolEventsListener w = watches.remove(pool);
+        if (w != null) {
+            w.close();
+        }
+        try {
+            bridge.client().detachPool(pool);
+        } catch (XenHaBridgeException e) {
+            if (e.code() != Status.Code.NOT_FOUND) {
+                throw e;
+            }
+        }
+        bridge.pools().forget(clusterId);
+        LOG.info("xenha-bridge: cluster {} detached (pool {})", clusterId, pool);
+    }
+
+    private void watch(String pool) {
+        watches.computeIfAbsent(pool, p -> bridge.client().poolEvents(p, new PoolWatch(p, bridge)));
+    }
+
+    /**
+     * The bridge's name for a cluster's pool: the cluster name with anything
+     * but letters, digits, '.', '_' and '-' replaced by '-', at most 63
+     * characters; {@code cluster-<id>} when nothing is left.
+     */
+    static String poolName(String clusterName, long clusterId) {
+        String n = clusterName == null ? "" : clusterName.trim().replaceAll("[^A-Za-z0-9._-]+", "-").replaceAll("^-+|-+$", "");
+        if (n.length() > MAX_NAME) {
+            n = n.substring(0, MAX_NAME);
+        }
+        return n.isEmpty() ? "cluster-" + clusterId : n;
+    }
+}
