@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -67,6 +68,18 @@ type Service struct {
 	Wait time.Duration
 	// Poll is how often it looks (default 200 ms).
 	Poll time.Duration
+	// Journal records every change made to a pool (nil: none).
+	Journal journal.Store
+}
+
+// record journals one step of a membership change: before the XAPI call
+// that makes it (with why it is allowed) and after it.
+func (s *Service) record(h *xenha.Handle, step, host, detail string, ok bool) {
+	if s.Journal == nil {
+		return
+	}
+	v := h.View()
+	s.Journal.Append(journal.Entry{Pool: v.Name, Kind: "membership", Step: step, Host: host, Epoch: v.Epoch, OK: ok, Detail: detail})
 }
 
 func (s *Service) wait() time.Duration {

@@ -3,10 +3,12 @@ package membership
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -105,6 +107,12 @@ func TestClassify(t *testing.T) {
 
 func TestJoinAndEject(t *testing.T) {
 	e := newEnv(t, 3, 2, true)
+	j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	e.s.Journal = j
 	info := e.sim.Info()
 	alone := info.Standalone[0]
 	dry, err := e.s.Join(ctx(t), e.handle(), alone.URL, e.creds, e.tls, true)
@@ -146,6 +154,17 @@ func TestJoinAndEject(t *testing.T) {
 			t.Fatal("the ejected host is still listed")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Every change is journaled: why, then what came of it.
+	entries, _ := j.Entries("p", 0, 0)
+	steps := map[string]int{}
+	for _, en := range entries {
+		if en.Kind == "membership" && en.Host == alone.UUID {
+			steps[en.Step]++
+		}
+	}
+	if steps["join"] != 2 || steps["eject"] != 2 {
+		t.Fatalf("journal: %v", steps)
 	}
 }
 

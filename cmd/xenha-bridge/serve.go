@@ -188,7 +188,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return newDevice(driver, address, username, password, false)
 	}
 	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
-	members := &membership.Service{Pools: pools, XAPI: xapiOpts}
+	members := &membership.Service{Pools: pools, XAPI: xapiOpts, Journal: jrnl}
 	srv := server.New(server.NewService(pools, log.Named("api"),
 		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
 		server.WithMembership(members)), server.Options{
