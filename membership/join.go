@@ -108,13 +108,15 @@ func (s *Service) Join(ctx context.Context, h *xenha.Handle, rawURL string, cred
 		step("would run pool.join on %s naming the master %s (%s), wait until the master lists it, and add %s to the pool's members", me.NameLabel, view.Master.Name, view.Master.Address, rawURL)
 		return out, nil
 	}
-	s.record(h, "join", me.UUID, strings.Join(out.Steps, "; ")+"; running pool.join", true)
+	if err := s.begin(h, "join", me.UUID, strings.Join(out.Steps, "; ")+"; running pool.join"); err != nil {
+		return nil, err
+	}
 	if err := c.PoolJoin(ctx, view.Master.Address, spec.Credentials.Username, spec.Credentials.Password); err != nil {
-		s.record(h, "join", me.UUID, "pool.join failed: "+err.Error(), false)
+		s.end(h, "join", me.UUID, "pool.join failed: "+err.Error(), false, &out.Steps)
 		return nil, explain(err)
 	}
 	step("pool.join accepted by %s", me.NameLabel)
-	s.record(h, "join", me.UUID, "pool.join accepted", true)
+	s.end(h, "join", me.UUID, "pool.join accepted", true, &out.Steps)
 	if err := s.until(ctx, func() bool { return s.listed(ctx, h, me.UUID) }); err != nil {
 		return nil, fmt.Errorf("%w: the master does not list %s after the join: %v", ErrUnreachable, me.NameLabel, err)
 	}
@@ -180,13 +182,15 @@ func (s *Service) Eject(ctx context.Context, h *xenha.Handle, hostID string, dry
 		step("would run pool.eject on the master for %s; the host then reboots as a standalone host", host.Name)
 		return out, nil
 	}
-	s.record(h, "eject", host.UUID, strings.Join(out.Steps, "; ")+"; running pool.eject", true)
+	if err := s.begin(h, "eject", host.UUID, strings.Join(out.Steps, "; ")+"; running pool.eject"); err != nil {
+		return nil, err
+	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolEject(ctx, xapi.HostRef(host.Ref)) }); err != nil {
-		s.record(h, "eject", host.UUID, "pool.eject failed: "+err.Error(), false)
+		s.end(h, "eject", host.UUID, "pool.eject failed: "+err.Error(), false, &out.Steps)
 		return nil, explain(err)
 	}
 	step("pool.eject accepted")
-	s.record(h, "eject", host.UUID, "pool.eject accepted", true)
+	s.end(h, "eject", host.UUID, "pool.eject accepted", true, &out.Steps)
 	if err := s.until(ctx, func() bool { return !s.listed(ctx, h, host.UUID) }); err != nil {
 		return nil, fmt.Errorf("the master still lists %s: %w", host.Name, err)
 	}

@@ -72,14 +72,31 @@ type Service struct {
 	Journal journal.Store
 }
 
-// record journals one step of a membership change: before the XAPI call
-// that makes it (with why it is allowed) and after it.
-func (s *Service) record(h *xenha.Handle, step, host, detail string, ok bool) {
+// begin journals why a change is about to be made. A change the journal
+// cannot record is not made.
+func (s *Service) begin(h *xenha.Handle, step, host, detail string) error {
+	if err := s.record(h, step, host, detail, true); err != nil {
+		return fmt.Errorf("refusing the %s: the journal cannot record it: %w", step, err)
+	}
+	return nil
+}
+
+// end journals what came of a change. The change is made by then, so a
+// journal that fails is reported in the answer's steps, not as a failed call
+// (which would invite a retry of a change already made).
+func (s *Service) end(h *xenha.Handle, step, host, detail string, ok bool, steps *[]string) {
+	if err := s.record(h, step, host, detail, ok); err != nil {
+		*steps = append(*steps, fmt.Sprintf("warning: the journal could not record this %s: %v", step, err))
+	}
+}
+
+func (s *Service) record(h *xenha.Handle, step, host, detail string, ok bool) error {
 	if s.Journal == nil {
-		return
+		return nil
 	}
 	v := h.View()
-	s.Journal.Append(journal.Entry{Pool: v.Name, Kind: "membership", Step: step, Host: host, Epoch: v.Epoch, OK: ok, Detail: detail})
+	_, err := s.Journal.Append(journal.Entry{Pool: v.Name, Kind: "membership", Step: step, Host: host, Epoch: v.Epoch, OK: ok, Detail: detail})
+	return err
 }
 
 func (s *Service) wait() time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,25 @@ func TestJoinAndEject(t *testing.T) {
 	}
 	if steps["join"] != 2 || steps["eject"] != 2 {
 		t.Fatalf("journal: %v", steps)
+	}
+}
+
+// A change the journal cannot record is not made.
+func TestJoinRefusedWhenTheJournalFails(t *testing.T) {
+	e := newEnv(t, 3, 2, true)
+	j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close() // every Append now fails
+	e.s.Journal = j
+	alone := e.sim.Info().Standalone[0]
+	_, err = e.s.Join(ctx(t), e.handle(), alone.URL, e.creds, e.tls, false)
+	if err == nil || !strings.Contains(err.Error(), "journal cannot record") {
+		t.Fatalf("join with a broken journal: %v", err)
+	}
+	if left := e.sim.Info().Standalone; !slices.ContainsFunc(left, func(h xapisim.HostInfo) bool { return h.UUID == alone.UUID }) {
+		t.Fatalf("the host joined anyway: standalone now %+v", left)
 	}
 }
 

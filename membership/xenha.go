@@ -88,16 +88,18 @@ func (s *Service) EnableHA(ctx context.Context, h *xenha.Handle, acceptTwoHost b
 		out.Controller, out.Epoch = view.Controller, view.Epoch
 		return out, nil
 	}
-	s.record(h, "enable-ha", "", strings.Join(out.Steps, "; ")+"; running pool.enable_ha", true)
+	if err := s.begin(h, "enable-ha", "", strings.Join(out.Steps, "; ")+"; running pool.enable_ha"); err != nil {
+		return nil, err
+	}
 	err = h.Do(ctx, func(c *xapi.Client) error {
 		return c.PoolEnableHA(ctx, []xapi.SRRef{xapi.SRRef(sr.ref)}, map[string]string{"timeout": seconds(out.Timeout)})
 	})
 	if err != nil {
-		s.record(h, "enable-ha", "", "pool.enable_ha failed: "+err.Error(), false)
+		s.end(h, "enable-ha", "", "pool.enable_ha failed: "+err.Error(), false, &out.Steps)
 		return nil, explain(err)
 	}
 	step("pool.enable_ha accepted")
-	s.record(h, "enable-ha", "", "pool.enable_ha accepted: XenHA now controls the pool", true)
+	s.end(h, "enable-ha", "", "pool.enable_ha accepted: XenHA now controls the pool", true, &out.Steps)
 	return s.settled(ctx, h, out, true)
 }
 
@@ -198,12 +200,14 @@ func (s *Service) DisableHA(ctx context.Context, h *xenha.Handle, dryRun bool) (
 		out.Steps = append(out.Steps, fmt.Sprintf("would run pool.disable_ha; the controller would then follow the policy %s", view.Policy))
 		return out, nil
 	}
-	s.record(h, "disable-ha", "", "running pool.disable_ha", true)
+	if err := s.begin(h, "disable-ha", "", "running pool.disable_ha"); err != nil {
+		return nil, err
+	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolDisableHA(ctx) }); err != nil {
-		s.record(h, "disable-ha", "", "pool.disable_ha failed: "+err.Error(), false)
+		s.end(h, "disable-ha", "", "pool.disable_ha failed: "+err.Error(), false, &out.Steps)
 		return nil, explain(err)
 	}
 	out.Steps = append(out.Steps, "pool.disable_ha accepted")
-	s.record(h, "disable-ha", "", "pool.disable_ha accepted: the policy decides the controller again", true)
+	s.end(h, "disable-ha", "", "pool.disable_ha accepted: the policy decides the controller again", true, &out.Steps)
 	return s.settled(ctx, h, out, false)
 }
