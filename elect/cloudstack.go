@@ -141,7 +141,9 @@ func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claim
 	if len(c.emergency) == 0 && !bmcOff && !el.req.Override {
 		return el.refuse("only the bridge's own probes say the master is gone; a slave in emergency mode or the BMC must confirm it")
 	}
-	el.step("decision", old.UUID, "the master is gone", true)
+	if err := el.step("decision", old.UUID, "the master is gone", true); err != nil {
+		return el.refuse("the journal cannot record the decision: " + err.Error())
+	}
 	return nil
 }
 
@@ -272,7 +274,11 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	p := el.req.Pool
 	p.ExpectMaster(cand.UUID)
 	if probe := p.Probe(ctx, cand.Address); probe.State != xapi.ProbeMaster {
-		el.step("promote", cand.UUID, "pool.emergency_transition_to_master on "+cand.Name, true)
+		// A restart resumes with the host journaled here, so a promotion the
+		// journal cannot record could be followed by a second one.
+		if err := el.step("promote", cand.UUID, "pool.emergency_transition_to_master on "+cand.Name, true); err != nil {
+			return el.refuse("the journal cannot record the promotion of " + cand.Name + ": " + err.Error())
+		}
 		local, err := p.SlaveLocal(cand.Address)
 		if err != nil {
 			return err

@@ -156,19 +156,23 @@ type election struct {
 	res  *Result
 }
 
-func (el *election) step(step, host, detail string, ok bool) {
+// step traces, logs and journals one step. The error is the journal's: a
+// step that comes before a destructive call must not go on without it.
+func (el *election) step(step, host, detail string, ok bool) error {
 	s := fencing.Step{Time: time.Now(), Step: step, Host: host, Detail: detail, OK: ok}
 	el.res.Trace = append(el.res.Trace, s)
 	el.e.log.Info("election step", "pool", el.view.Name, "host", host, "request_id", el.req.RequestID,
 		"epoch", el.view.Epoch, "step", step, "ok", ok, "detail", detail)
 	if el.req.DryRun || el.e.opts.Journal == nil {
-		return
+		return nil
 	}
-	if _, err := el.e.opts.Journal.Append(journal.Entry{Pool: el.view.Name, RequestID: el.req.RequestID, Kind: "elect",
-		Step: step, Host: host, Epoch: el.view.Epoch, OK: ok, Detail: detail}); err != nil {
+	_, err := el.e.opts.Journal.Append(journal.Entry{Pool: el.view.Name, RequestID: el.req.RequestID, Kind: "elect",
+		Step: step, Host: host, Epoch: el.view.Epoch, OK: ok, Detail: detail})
+	if err != nil {
 		el.e.log.Error("cannot journal an election step", "pool", el.view.Name, "host", host, "request_id", el.req.RequestID,
 			"epoch", el.view.Epoch, "step", step, "error", err)
 	}
+	return err
 }
 
 // Elect makes sure the pool has one live master, or says why not.

@@ -453,3 +453,35 @@ func TestAdminDesignationDuringAnOutageIsFollowed(t *testing.T) {
 		t.Fatalf("%v %+v\n%s", refusal(err), res, trace(res))
 	}
 }
+
+// appendFails is the bridge's journal with one step's writes failing, as a
+// full disk would fail them.
+type appendFails struct {
+	journal.Store
+	step string
+}
+
+func (a appendFails) Append(en journal.Entry) (journal.Entry, error) {
+	if en.Step == a.step {
+		return journal.Entry{}, errors.New("no space left on device")
+	}
+	return a.Store.Append(en)
+}
+
+// A promotion the journal cannot record is not made: a restart resumes
+// from the journal, and could otherwise promote a second host.
+func TestNoPromotionTheJournalCannotRecord(t *testing.T) {
+	for _, step := range []string{"decision", "promote"} {
+		t.Run(step, func(t *testing.T) {
+			en := newEnv(t, 3, func(o *Options) { o.Journal = appendFails{Store: o.Journal, step: step} })
+			en.sim.PowerOff(0)
+			_, err := en.elect(nil)
+			if err == nil || !strings.Contains(refusal(err), "journal cannot record") {
+				t.Fatalf("election with a failing journal: %s", refusal(err))
+			}
+			if m := en.masters(); len(m) != 0 {
+				t.Fatalf("a host was promoted anyway: %v", m)
+			}
+		})
+	}
+}

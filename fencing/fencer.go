@@ -244,21 +244,25 @@ func (r *run) wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (r *run) step(step, detail string, ok bool) {
+// step traces, logs and journals one step. The error is the journal's: a
+// step that comes before a destructive call must not go on without it.
+func (r *run) step(step, detail string, ok bool) error {
 	s := Step{Time: time.Now(), Step: step, Host: r.host.UUID, Detail: detail, OK: ok}
 	r.res.Trace = append(r.res.Trace, s)
 	r.f.log.Info("fence step", "pool", r.view.Name, "host", r.host.UUID, "request_id", r.req.RequestID,
 		"epoch", r.view.Epoch, "step", step, "ok", ok, "detail", detail)
 	if r.req.DryRun || r.f.opts.Journal == nil {
-		return
+		return nil
 	}
-	if _, err := r.f.opts.Journal.Append(journal.Entry{
+	_, err := r.f.opts.Journal.Append(journal.Entry{
 		Pool: r.view.Name, RequestID: r.req.RequestID, Kind: "fence", Step: step,
 		Host: r.host.UUID, Epoch: r.view.Epoch, OK: ok, Detail: detail,
-	}); err != nil {
+	})
+	if err != nil {
 		r.f.log.Error("cannot journal a fence step", "pool", r.view.Name, "host", r.host.UUID, "request_id", r.req.RequestID,
 			"epoch", r.view.Epoch, "step", step, "error", err)
 	}
+	return err
 }
 
 // CheckEpoch is the fencing-token rule ElectMaster and FenceHost share: a
@@ -451,14 +455,19 @@ func (r *run) stillOurs(ctx context.Context) bool {
 			known = false
 		}
 	})
-	switch {
-	case known && ha:
+	if known && ha {
 		r.step("controller", "XenHA was enabled since the decision: the bridge does not act", false)
 		return false
-	case known:
-		r.step("controller", "XenHA is still off: CloudStack (the bridge) is in control", true)
-	default:
-		r.step("controller", "the master cannot be asked; XenHA cannot have been enabled without one", true)
+	}
+	var err error
+	if known {
+		err = r.step("controller", "XenHA is still off: CloudStack (the bridge) is in control", true)
+	} else {
+		err = r.step("controller", "the master cannot be asked; XenHA cannot have been enabled without one", true)
+	}
+	if err != nil { // the last step before the first destructive call
+		r.step("decision", "refused: the journal cannot record the fence: "+err.Error(), false)
+		return false
 	}
 	return true
 }

@@ -507,3 +507,32 @@ func TestAnIncompleteResultIsNotKeptSoTheRetryFinishes(t *testing.T) {
 		t.Fatalf("resets: first %+v, retry %+v", first.VMResets, again.VMResets)
 	}
 }
+
+// appendFails is the bridge's journal with one step's writes failing, as a
+// full disk would fail them.
+type appendFails struct {
+	journal.Store
+	step string
+}
+
+func (a appendFails) Append(en journal.Entry) (journal.Entry, error) {
+	if en.Step == a.step {
+		return journal.Entry{}, errors.New("no space left on device")
+	}
+	return a.Store.Append(en)
+}
+
+// A fence the journal cannot record is not carried out.
+func TestNoFenceTheJournalCannotRecord(t *testing.T) {
+	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
+	e.f.opts.Journal = appendFails{Store: e.j, step: "controller"}
+	dev := e.bmc(2)
+	e.hang(2)
+	res := e.mustFence(2, nil)
+	if res.Outcome != Failed || dev.offs != 0 || !strings.Contains(trace(res), "journal cannot record") {
+		t.Fatalf("outcome %s offs %d\n%s", res.Outcome, dev.offs, trace(res))
+	}
+	if !e.sim.State().Hosts[2].Powered || e.guestsOn(2) == 0 {
+		t.Fatal("the host was powered off or its VMs reset anyway")
+	}
+}

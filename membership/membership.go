@@ -76,7 +76,7 @@ type Service struct {
 // cannot record is not made.
 func (s *Service) begin(h *xenha.Handle, step, host, detail string) error {
 	if err := s.record(h, step, host, detail, true); err != nil {
-		return fmt.Errorf("refusing the %s: the journal cannot record it: %w", step, err)
+		return refuse("refusing the %s: the journal cannot record it: %v", step, err)
 	}
 	return nil
 }
