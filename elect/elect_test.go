@@ -13,6 +13,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/journal/journaltest"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -454,26 +455,12 @@ func TestAdminDesignationDuringAnOutageIsFollowed(t *testing.T) {
 	}
 }
 
-// appendFails is the bridge's journal with one step's writes failing, as a
-// full disk would fail them.
-type appendFails struct {
-	journal.Store
-	step string
-}
-
-func (a appendFails) Append(en journal.Entry) (journal.Entry, error) {
-	if en.Step == a.step {
-		return journal.Entry{}, errors.New("no space left on device")
-	}
-	return a.Store.Append(en)
-}
-
 // A promotion the journal cannot record is not made: a restart resumes
 // from the journal, and could otherwise promote a second host.
 func TestNoPromotionTheJournalCannotRecord(t *testing.T) {
 	for _, step := range []string{"decision", "promote"} {
 		t.Run(step, func(t *testing.T) {
-			en := newEnv(t, 3, func(o *Options) { o.Journal = appendFails{Store: o.Journal, step: step} })
+			en := newEnv(t, 3, func(o *Options) { o.Journal = journaltest.FailStep{Store: o.Journal, Step: step} })
 			en.sim.PowerOff(0)
 			_, err := en.elect(nil)
 			if err == nil || !strings.Contains(refusal(err), "journal cannot record") {

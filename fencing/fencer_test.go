@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/journal/journaltest"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -508,24 +509,10 @@ func TestAnIncompleteResultIsNotKeptSoTheRetryFinishes(t *testing.T) {
 	}
 }
 
-// appendFails is the bridge's journal with one step's writes failing, as a
-// full disk would fail them.
-type appendFails struct {
-	journal.Store
-	step string
-}
-
-func (a appendFails) Append(en journal.Entry) (journal.Entry, error) {
-	if en.Step == a.step {
-		return journal.Entry{}, errors.New("no space left on device")
-	}
-	return a.Store.Append(en)
-}
-
 // A fence the journal cannot record is not carried out.
 func TestNoFenceTheJournalCannotRecord(t *testing.T) {
 	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
-	e.f.opts.Journal = appendFails{Store: e.j, step: "controller"}
+	e.f.opts.Journal = journaltest.FailStep{Store: e.j, Step: "controller"}
 	dev := e.bmc(2)
 	e.hang(2)
 	res := e.mustFence(2, nil)
