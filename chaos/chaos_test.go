@@ -344,6 +344,32 @@ func firstLine(err error) string {
 	return s
 }
 
+// settle gives the bridge's watcher the time a real pool gives it. There,
+// faults come seconds apart and the watcher follows a new master within
+// milliseconds; here the fake clock jumps up to 90 s while the bridge,
+// on a loaded machine, may not have been scheduled at all. Without this
+// wait a schedule can hand the bridge a view older than any real one (a
+// designated master it never saw, then rebooted), which tests the
+// scheduler, not the bridge. The wait is bounded: a master the bridge
+// cannot reach stays unseen, as it would in a real pool.
+func (w *world) settle() {
+	time.Sleep(30 * time.Millisecond)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		want := ""
+		for _, h := range w.sim.State().Hosts {
+			if h.Powered && h.BelievesMaster && !h.Emergency && !h.BridgeCut && !h.Hung {
+				if want != "" {
+					return // several claim the pool: the healer's business
+				}
+				want = h.UUID
+			}
+		}
+		if v := w.view(); want == "" || v == nil || v.Master.UUID == want && v.Master.Reachable {
+			return
+		}
+	}
+}
+
 // runSchedule runs one seed and returns the violations found.
 func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 	w := newWorld(t, seed, verbose)
@@ -358,7 +384,7 @@ func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 		d := time.Duration(w.rng.Intn(90)) * time.Second
 		w.clock.Advance(d)
 		w.logf("+%s", d)
-		time.Sleep(30 * time.Millisecond) // let the watcher see it
+		w.settle()
 	}
 	// Settle: the driver gets three last chances to mend, as CloudStack would.
 	for range 3 {
@@ -369,12 +395,31 @@ func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 	totals.schedules.Add(1)
 	v := w.check()
 	totals.violations.Add(int64(len(v)))
+	if len(v) > 0 && verbose {
+		w.dump()
+	}
 	if len(v) > 0 && !verbose {
 		w.mu.Lock()
 		v = append(v, "replay of the schedule:\n    "+strings.Join(w.replay, "\n    "))
 		w.mu.Unlock()
 	}
 	return v
+}
+
+// dump logs the journal and the destructive actions audited, for a
+// replayed seed that failed.
+func (w *world) dump() {
+	entries, _ := w.j.Entries("p", 0, 0)
+	for _, e := range entries {
+		w.t.Logf("journal %s %s %s %s ok=%v %s", e.Time.Format("15:04:05.000"), e.RequestID, e.Step, short(e.Host), e.OK, e.Detail)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.audit {
+		if destructive[r.Action] {
+			w.t.Logf("audit %s %s answers=%v beating=%v master=%v err=%q", r.Action, short(r.Target), r.TargetAnswers, r.TargetBeating, r.TargetMaster, r.Err)
+		}
+	}
 }
 
 // retryIncompleteFences does what CloudStack does when FenceHost reports a

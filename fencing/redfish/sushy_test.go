@@ -281,7 +281,10 @@ func TestSushyPowerState(t *testing.T) {
 func TestSushyPowerOff(t *testing.T) {
 	t.Parallel()
 	url, user, pass := startSushy(t)
-	ctx := ctxT(t)
+	// Longer than ctxT: sushy applies the change up to 11 s late, and the
+	// read-back below allows 20 s for it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 
 	// By name: the GET is redirected to the uuid, and the reset target
 	// comes from the resource (uuid-based).
