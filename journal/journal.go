@@ -1,8 +1,8 @@
 // Package journal is the bridge's durable memory: every step of a
 // destructive operation, the first result of each request id (so repeated
 // requests are idempotent), and each pool's epoch (so the fencing token
-// never goes backwards, even across restarts). The embedded store is bbolt;
-// a shared store for several management servers can implement Store later.
+// never goes backwards, even across restarts). The embedded store is bbolt,
+// for one management server; several share package mysqlstore's.
 package journal
 
 import (
@@ -36,12 +36,12 @@ type Store interface {
 	Result(kind, pool, requestID string) ([]byte, bool, error)
 	SaveResult(kind, pool, requestID string, result []byte) error
 	Epoch(pool string) (uint64, error)
-	SetEpoch(pool string, epoch uint64) error
+	// RaiseEpoch records that a pool's epoch is at least epoch and
+	// returns the epoch stored, which may be higher: with a shared store,
+	// another bridge may have raised it. An epoch never goes down.
+	RaiseEpoch(pool string, epoch uint64) (uint64, error)
 	Close() error
 }
-
-// ErrEpochBackwards is returned when an epoch would go down.
-var ErrEpochBackwards = errors.New("journal: an epoch never goes backwards")
 
 var (
 	bucketEntries = []byte("entries") // pool → seq → Entry
@@ -174,15 +174,17 @@ func (j *Bolt) Epoch(pool string) (uint64, error) {
 	return n, err
 }
 
-// SetEpoch records a pool's epoch, refusing to go backwards.
-func (j *Bolt) SetEpoch(pool string, epoch uint64) error {
-	return j.db.Update(func(tx *bolt.Tx) error {
+// RaiseEpoch raises a pool's epoch to epoch, unless it is higher already.
+func (j *Bolt) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
+	err := j.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEpochs)
-		if v := b.Get([]byte(pool)); len(v) == 8 && binary.BigEndian.Uint64(v) > epoch {
-			return fmt.Errorf("%w: %s at %d, asked %d", ErrEpochBackwards, pool, binary.BigEndian.Uint64(v), epoch)
+		if v := b.Get([]byte(pool)); len(v) == 8 && binary.BigEndian.Uint64(v) >= epoch {
+			epoch = binary.BigEndian.Uint64(v)
+			return nil
 		}
 		return b.Put([]byte(pool), u64(epoch))
 	})
+	return epoch, err
 }
 
 // Stats is the journal's size, for metrics.

@@ -113,10 +113,11 @@ type Options struct {
 	Epochs EpochStore
 }
 
-// EpochStore keeps epochs durable; journal.Bolt is one.
+// EpochStore keeps epochs durable, and shares them between the bridges
+// of several management servers; journal.Store is one.
 type EpochStore interface {
 	Epoch(pool string) (uint64, error)
-	SetEpoch(pool string, epoch uint64) error
+	RaiseEpoch(pool string, epoch uint64) (uint64, error)
 }
 
 // Manager owns the attached pools.

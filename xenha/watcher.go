@@ -81,12 +81,16 @@ func (w *watcher) update(change func(ob *observation)) {
 	cur := derive(w.spec, w.ob, w.epoch)
 	if cur.Observed && (!old.Observed || old.Controller != cur.Controller || old.Master.UUID != cur.Master.UUID) {
 		w.epoch++
-		cur.Epoch = w.epoch
 		if w.epochs != nil {
-			if err := w.epochs.SetEpoch(w.spec.Name, w.epoch); err != nil {
+			// A shared store may be ahead: another bridge saw this change,
+			// or one this bridge missed, first.
+			if n, err := w.epochs.RaiseEpoch(w.spec.Name, w.epoch); err != nil {
 				w.log.Error("cannot record the epoch", "epoch", w.epoch, "error", err)
+			} else if n > w.epoch {
+				w.epoch = n
 			}
 		}
+		cur.Epoch = w.epoch
 	}
 	cause := CauseUnknown
 	switch {
@@ -259,6 +263,20 @@ func (w *watcher) probeLoop(ctx context.Context) {
 	}
 }
 
+// storedEpoch reads the pool's epoch from the store (0 when there is
+// none, or it cannot be read).
+func (w *watcher) storedEpoch() uint64 {
+	if w.epochs == nil {
+		return 0
+	}
+	n, err := w.epochs.Epoch(w.spec.Name)
+	if err != nil {
+		w.log.Warn("cannot read the epoch", "error", err)
+		return 0
+	}
+	return n
+}
+
 func (w *watcher) afterProbe(probes []xapi.Probe, started time.Time) {
 	masterAddr := w.view.Load().Master.Address
 	answered := false
@@ -276,7 +294,11 @@ func (w *watcher) afterProbe(probes []xapi.Probe, started time.Time) {
 			w.mu.Unlock()
 		}
 	}
+	shared := w.storedEpoch()
 	w.update(func(ob *observation) {
+		if shared > w.epoch { // raised by another bridge sharing the store
+			w.epoch = shared
+		}
 		ob.probes, ob.probedAt = probes, started
 		if answered && ob.state != nil {
 			ob.observedAt = time.Now()

@@ -1,0 +1,317 @@
+// Package mysqlstore is the shared store of several bridges (one per
+// CloudStack management server): the journal, request results and epochs
+// of journal.Store, and the pool leases of lease.Backend, in tables of
+// their own in MySQL or MariaDB — the database every CloudStack
+// deployment already runs. The bridge creates and migrates its tables
+// itself.
+//
+// Every statement runs under a deadline: a bridge cut off from the
+// database gets an error, never a hang, and the lease keeper turns that
+// into "stop acting" before the lease can expire elsewhere.
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
+)
+
+// Config opens a Store.
+type Config struct {
+	// DSN in go-sql-driver/mysql's form, without the password:
+	// user@tcp(host:3306)/dbname. Options in it are kept.
+	DSN string
+	// Password, read by the caller from a file only root can read.
+	Password string
+	// Timeout bounds every statement and the connection (default 5 s).
+	Timeout time.Duration
+	// Bridge is this bridge's id, written beside each journal entry.
+	Bridge string
+}
+
+// Store is journal.Store and lease.Backend on MySQL.
+type Store struct {
+	db      *sql.DB
+	timeout time.Duration
+	bridge  string
+}
+
+var (
+	_ journal.Store = (*Store)(nil)
+	_ lease.Backend = (*Store)(nil)
+)
+
+// Open connects and brings the schema up to date.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	mc, err := mysql.ParseDSN(cfg.DSN)
+	if err != nil {
+		// The driver's message names what is wrong, never the password.
+		return nil, fmt.Errorf("mysqlstore: dsn: %v", err)
+	}
+	if cfg.Password != "" {
+		mc.Passwd = cfg.Password
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	mc.ParseTime = true
+	mc.Loc = time.UTC
+	mc.Timeout, mc.ReadTimeout, mc.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	mc.Params["time_zone"] = "'+00:00'"
+	conn, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: %v", err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(16)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	s := &Store{db: db, timeout: cfg.Timeout, bridge: cfg.Bridge}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.timeout)
+}
+
+// tx runs f in a transaction, committed when f returns nil. InnoDB may
+// pick it as a deadlock victim (1213) or time out a lock wait (1205):
+// then it is run again, a few times, as MySQL's manual advises.
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	var err error
+	for range 5 {
+		if err = s.tx1(ctx, f); !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) tx1(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func retryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// Append stores e with the next sequence number of its pool. The pool's
+// row is locked for the transaction, so bridges appending at once get
+// distinct, gap-free sequence numbers.
+func (s *Store) Append(e journal.Entry) (journal.Entry, error) {
+	if e.Pool == "" {
+		return e, errors.New("journal: an entry needs a pool")
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// One statement takes the pool row's exclusive lock and counts,
+		// so concurrent appends queue instead of deadlocking.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO xenha_pools (pool, last_seq) VALUES (?, 1)
+			ON DUPLICATE KEY UPDATE last_seq = last_seq + 1`, e.Pool); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT last_seq FROM xenha_pools WHERE pool = ?`, e.Pool).Scan(&e.Seq); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO xenha_journal (pool, seq, at, request_id, kind, step, host, epoch, ok, detail, bridge)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Pool, e.Seq, e.Time, e.RequestID, e.Kind, e.Step, e.Host, e.Epoch, e.OK, e.Detail, s.bridge)
+		return err
+	})
+	if err != nil {
+		return e, fmt.Errorf("journal: append to %s: %w", e.Pool, err)
+	}
+	return e, nil
+}
+
+// Entries returns up to limit entries of a pool after a sequence number,
+// whichever bridge wrote them.
+func (s *Store) Entries(pool string, after uint64, limit int) ([]journal.Entry, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	q := `SELECT seq, at, request_id, kind, step, host, epoch, ok, detail FROM xenha_journal
+		WHERE pool = ? AND seq > ? ORDER BY seq`
+	args := []any{pool, after}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: entries of %s: %w", pool, err)
+	}
+	defer rows.Close()
+	var out []journal.Entry
+	for rows.Next() {
+		e := journal.Entry{Pool: pool}
+		if err := rows.Scan(&e.Seq, &e.Time, &e.RequestID, &e.Kind, &e.Step, &e.Host, &e.Epoch, &e.OK, &e.Detail); err != nil {
+			return nil, fmt.Errorf("journal: entries of %s: %w", pool, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: entries of %s: %w", pool, err)
+	}
+	return out, nil
+}
+
+// Result returns the stored result of a request, if any.
+func (s *Store) Result(kind, pool, requestID string) ([]byte, bool, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT result FROM xenha_results WHERE kind = ? AND pool = ? AND request_id = ?`,
+		kind, pool, requestID).Scan(&b)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("journal: result of %s: %w", requestID, err)
+	}
+	return b, true, nil
+}
+
+// SaveResult keeps the first result of a request; later ones are ignored.
+func (s *Store) SaveResult(kind, pool, requestID string, result []byte) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	_, err := s.db.ExecContext(ctx, `INSERT IGNORE INTO xenha_results (kind, pool, request_id, result, saved_at)
+		VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))`, kind, pool, requestID, result)
+	if err != nil {
+		return fmt.Errorf("journal: save result of %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// Epoch returns a pool's epoch (0 if none).
+func (s *Store) Epoch(pool string) (uint64, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var n uint64
+	err := s.db.QueryRowContext(ctx, `SELECT epoch FROM xenha_pools WHERE pool = ?`, pool).Scan(&n)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("journal: epoch of %s: %w", pool, err)
+	}
+	return n, nil
+}
+
+// RaiseEpoch raises a pool's epoch to epoch unless it is higher, and
+// returns the epoch stored.
+func (s *Store) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var n uint64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO xenha_pools (pool, epoch) VALUES (?, ?)
+			ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))`, pool, epoch); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT epoch FROM xenha_pools WHERE pool = ?`, pool).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("journal: raise the epoch of %s: %w", pool, err)
+	}
+	return n, nil
+}
+
+// Acquire takes or renews a pool's lease; see lease.Backend. Expiry is
+// the database's clock (UTC_TIMESTAMP(6)) plus d, never a bridge's.
+func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d time.Duration) (lease.Record, error) {
+	rec := lease.Record{Pool: pool}
+	us := d.Microseconds()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// The UPDATE comes first: it takes the row's exclusive lock
+		// whether or not it changes it, so renewals and take-overs queue.
+		// MySQL assigns left to right: term and acquired_at read the old
+		// holder before holder is overwritten.
+		res, err := tx.ExecContext(ctx, `UPDATE xenha_leases SET
+			term = IF(holder = ?, term, term + 1),
+			acquired_at = IF(holder = ?, acquired_at, UTC_TIMESTAMP(6)),
+			holder = ?, address = ?, renewed_at = UTC_TIMESTAMP(6),
+			expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
+			WHERE pool_uuid = ? AND (holder = ? OR expires_at <= UTC_TIMESTAMP(6))`,
+			holder, holder, holder, address, us, pool, holder)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			// No row yet, or another's live lease: INSERT IGNORE leaves
+			// the latter alone. Two bridges creating the row at once may
+			// deadlock; tx runs the loser again.
+			if _, err := tx.ExecContext(ctx, `INSERT IGNORE INTO xenha_leases (pool_uuid, holder, address, term, acquired_at, renewed_at, expires_at)
+				VALUES (?, ?, ?, 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)`, pool, holder, address, us); err != nil {
+				return err
+			}
+		}
+		var remaining int64
+		err = tx.QueryRowContext(ctx, `SELECT holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+			FROM xenha_leases WHERE pool_uuid = ?`, pool).Scan(&rec.Holder, &rec.Address, &rec.Term, &remaining)
+		rec.Remaining = time.Duration(remaining) * time.Microsecond
+		return err
+	})
+	if err != nil {
+		return rec, fmt.Errorf("lease of %s: %w", pool, err)
+	}
+	return rec, nil
+}
+
+// Release ends holder's lease now, so another bridge can take it at once.
+func (s *Store) Release(ctx context.Context, pool, holder string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE xenha_leases SET expires_at = UTC_TIMESTAMP(6)
+		WHERE pool_uuid = ? AND holder = ? AND expires_at > UTC_TIMESTAMP(6)`, pool, holder)
+	if err != nil {
+		return fmt.Errorf("release the lease of %s: %w", pool, err)
+	}
+	return nil
+}
+
+// Leases lists every lease, for the operator's view.
+func (s *Store) Leases(ctx context.Context) ([]lease.Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT pool_uuid, holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+		FROM xenha_leases ORDER BY pool_uuid`)
+	if err != nil {
+		return nil, fmt.Errorf("leases: %w", err)
+	}
+	defer rows.Close()
+	var out []lease.Record
+	for rows.Next() {
+		var r lease.Record
+		var us int64
+		if err := rows.Scan(&r.Pool, &r.Holder, &r.Address, &r.Term, &us); err != nil {
+			return nil, fmt.Errorf("leases: %w", err)
+		}
+		r.Remaining = time.Duration(us) * time.Microsecond
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
