@@ -67,6 +67,8 @@ type Config struct {
 	Auth    Auth
 	Events  Events
 	Journal Journal
+	// Lease: several management servers (journal.store mysql).
+	Lease   Lease
 	Metrics Metrics
 	// Pools are the pools watched from start-up. More may be attached at
 	// run time.
@@ -91,13 +93,71 @@ func (m Metrics) Enabled() bool { return m.Listen != "" }
 // Journal is where the bridge records every destructive step, the result
 // of each request id and each pool's epoch.
 type Journal struct {
+	// Store is bolt (default: a file of this bridge's, for one management
+	// server) or mysql (shared by the bridges of several management
+	// servers, in CloudStack's database; pools are then leased).
+	Store string
 	// Path of the embedded journal file (bbolt). Default
 	// /var/lib/xenha-bridge/journal.db.
-	Path string
+	Path  string
+	MySQL MySQL
 }
+
+// Journal stores.
+const (
+	StoreBolt  = "bolt"
+	StoreMySQL = "mysql"
+)
 
 // DefaultJournalPath is Journal.Path's default.
 const DefaultJournalPath = "/var/lib/xenha-bridge/journal.db"
+
+// MySQL is the shared store's database.
+type MySQL struct {
+	// DSN in go-sql-driver/mysql's form, without the password:
+	// xenha@tcp(db.example:3306)/cloud_xenha.
+	DSN string
+	// PasswordFile holds the database user's password.
+	PasswordFile string
+	// Timeout bounds every statement (default 5 s).
+	Timeout time.Duration
+
+	password *secret
+}
+
+// Password returns the password read from PasswordFile.
+func (m MySQL) Password() string { return m.password.reveal() }
+
+// DefaultMySQLTimeout is MySQL.Timeout's default.
+const DefaultMySQLTimeout = 5 * time.Second
+
+// Lease tunes the pool leases of several management servers: only the
+// bridge holding a pool's lease acts on it.
+type Lease struct {
+	// ID names this bridge among those sharing the database (default: the
+	// host name). It must differ on every management server.
+	ID string
+	// Advertise is the host:port where this bridge serves gRPC, told to
+	// callers that reach another bridge (default: listen).
+	Advertise string
+	// Duration is how long a lease lasts after each renewal, on the
+	// database's clock (default 15 s).
+	Duration time.Duration
+	// Renew is the interval between renewals (default 2 s).
+	Renew time.Duration
+	// Margin: the holder stops acting this long before its lease can
+	// expire (default 5 s).
+	Margin time.Duration
+}
+
+// Lease defaults (client-go's leader election uses the same numbers).
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultLeaseRenew    = 2 * time.Second
+	DefaultLeaseMargin   = 5 * time.Second
+	MinLeaseMargin       = time.Second
+	MinLeaseRenew        = 100 * time.Millisecond
+)
 
 // Fencing tunes how the bridge fences the hosts of a pool it controls.
 type Fencing struct {
@@ -325,7 +385,8 @@ func Default() *Config {
 		Listen:  DefaultListen,
 		Log:     Log{Level: DefaultLogLevel},
 		Events:  Events{Retention: DefaultRetention, SubscriberBuffer: DefaultSubscriberBuffer},
-		Journal: Journal{Path: DefaultJournalPath},
+		Journal: Journal{Store: StoreBolt, Path: DefaultJournalPath, MySQL: MySQL{Timeout: DefaultMySQLTimeout}},
+		Lease:   Lease{Duration: DefaultLeaseDuration, Renew: DefaultLeaseRenew, Margin: DefaultLeaseMargin},
 	}
 }
 

@@ -65,7 +65,8 @@ func TestParseFull(t *testing.T) {
 		},
 		Auth:    Auth{TokenFile: filepath.Join(dir, "token"), token: newSecret(testToken)},
 		Events:  Events{Retention: 5000, SubscriberBuffer: 64},
-		Journal: Journal{Path: DefaultJournalPath},
+		Journal: Journal{Store: "bolt", Path: DefaultJournalPath, MySQL: MySQL{Timeout: 5 * time.Second}},
+		Lease:   Lease{Duration: 15 * time.Second, Renew: 2 * time.Second, Margin: 5 * time.Second},
 		Pools: []Pool{{
 			Name:           "cluster-a",
 			Members:        []string{"https://10.0.0.11", "https://10.0.0.12:8443/"},
@@ -132,7 +133,8 @@ func TestDefaults(t *testing.T) {
 		Listen:  "127.0.0.1:50051",
 		Log:     Log{Level: "info"},
 		Events:  Events{Retention: 10000, SubscriberBuffer: 1024},
-		Journal: Journal{Path: DefaultJournalPath},
+		Journal: Journal{Store: "bolt", Path: DefaultJournalPath, MySQL: MySQL{Timeout: 5 * time.Second}},
+		Lease:   Lease{Duration: 15 * time.Second, Renew: 2 * time.Second, Margin: 5 * time.Second},
 	}
 	if !reflect.DeepEqual(def, want) {
 		t.Fatalf("Default() = %+v, want %+v", def, want)
@@ -813,6 +815,59 @@ func TestFencingSettings(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "bmc-Secret") {
 			t.Errorf("a BMC password in an error: %v", err)
+		}
+	}
+}
+
+func TestSharedStoreSettings(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "db", []byte("db-Secret-1\n"), 0o600)
+	writeFile(t, dir, "open", []byte("db-Secret-2\n"), 0o644)
+	base := "journal:\n  store: mysql\n  mysql:\n    dsn: 'xenha@tcp(10.0.0.5:3306)/cloud_xenha'\n    password_file: db\n"
+	cfg, err := Parse([]byte(base+"lease:\n  id: mgmt-1\n  advertise: 10.0.0.7:50051\n  duration: 20s\n  renew: 3s\n  margin: 6s\n"), "c.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, l := cfg.Journal.MySQL, cfg.Lease
+	if cfg.Journal.Store != StoreMySQL || m.DSN != "xenha@tcp(10.0.0.5:3306)/cloud_xenha" || m.Password() != "db-Secret-1" ||
+		m.PasswordFile != filepath.Join(dir, "db") || m.Timeout != 5*time.Second {
+		t.Fatalf("mysql %+v", m)
+	}
+	if l.ID != "mgmt-1" || l.Advertise != "10.0.0.7:50051" || l.Duration != 20*time.Second || l.Renew != 3*time.Second || l.Margin != 6*time.Second {
+		t.Fatalf("lease %+v", l)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg); strings.Contains(s, "db-Secret-1") {
+		t.Fatal("the database password prints")
+	}
+	// The defaults are the documented numbers.
+	if cfg, err := Parse([]byte(base), "c.yaml", dir); err != nil || cfg.Lease.Duration != 15*time.Second ||
+		cfg.Lease.Renew != 2*time.Second || cfg.Lease.Margin != 5*time.Second {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	for doc, want := range map[string]string{
+		"journal:\n  store: postgres\n": "journal.store",
+		"journal:\n  store: mysql\n":    "journal.mysql.dsn: is required",
+		"journal:\n  store: mysql\n  mysql:\n    dsn: 'xenha:db-Secret-3@tcp(h:3306)/x'\n    password_file: db\n": "must not hold the password",
+		"journal:\n  store: mysql\n  mysql:\n    dsn: 'xenha@tcp(h:3306)/'\n    password_file: db\n":              "names no database",
+		"journal:\n  store: mysql\n  mysql:\n    dsn: 'db-Secret-4'\n    password_file: db\n":                     "journal.mysql.dsn: is not a MySQL DSN",
+		"journal:\n  store: mysql\n  mysql:\n    dsn: 'x@tcp(h)/d'\n":                                             "journal.mysql.password_file: is required",
+		"journal:\n  store: mysql\n  mysql:\n    dsn: 'x@tcp(h)/d'\n    password_file: open\n":                    "journal.mysql.password_file",
+		"journal:\n  mysql:\n    dsn: 'x@tcp(h)/d'\n":                                                             "journal.store is bolt",
+		"lease:\n  renew: 1s\n":                  "lease: needs journal.store: mysql",
+		base + "lease:\n  margin: 500ms\n":       "lease.margin: must be at least 1s",
+		base + "lease:\n  renew: 10s\n":          "lease.duration: minus lease.margin (10s) must exceed lease.renew (10s)",
+		base + "lease:\n  duration: 6s\n":        "must exceed lease.renew",
+		base + "lease:\n  advertise: nowhere\n":  "lease.advertise",
+		base + "lease:\n  id: 'two words'\n":     "lease.id",
+		base + "lease:\n  lease_duration: 10s\n": `unknown key "lease_duration" in lease`,
+		base + "  password: db-Secret-5\n":       `unknown key "password"`,
+	} {
+		_, err := Parse([]byte(doc), "c.yaml", dir)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want an error with %q, got %v", doc, want, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "db-Secret") {
+			t.Errorf("a database password in an error: %v", err)
 		}
 	}
 }

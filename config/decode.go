@@ -451,7 +451,24 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 		},
 		"journal": func(v *yaml.Node, p string) {
 			d.object(v, p, "the journal settings", map[string]func(*yaml.Node, string){
-				"path": func(v *yaml.Node, p string) { d.setStr(&c.Journal.Path, v, p) },
+				"store": func(v *yaml.Node, p string) { d.setStr(&c.Journal.Store, v, p) },
+				"path":  func(v *yaml.Node, p string) { d.setStr(&c.Journal.Path, v, p) },
+				"mysql": func(v *yaml.Node, p string) {
+					d.object(v, p, "the MySQL settings", map[string]func(*yaml.Node, string){
+						"dsn":           func(v *yaml.Node, p string) { d.setStr(&c.Journal.MySQL.DSN, v, p) },
+						"password_file": func(v *yaml.Node, p string) { d.setStr(&c.Journal.MySQL.PasswordFile, v, p) },
+						"timeout":       func(v *yaml.Node, p string) { d.setDuration(&c.Journal.MySQL.Timeout, v, p) },
+					})
+				},
+			})
+		},
+		"lease": func(v *yaml.Node, p string) {
+			d.object(v, p, "the lease settings", map[string]func(*yaml.Node, string){
+				"id":        func(v *yaml.Node, p string) { d.setStr(&c.Lease.ID, v, p) },
+				"advertise": func(v *yaml.Node, p string) { d.setStr(&c.Lease.Advertise, v, p) },
+				"duration":  func(v *yaml.Node, p string) { d.setDuration(&c.Lease.Duration, v, p) },
+				"renew":     func(v *yaml.Node, p string) { d.setDuration(&c.Lease.Renew, v, p) },
+				"margin":    func(v *yaml.Node, p string) { d.setDuration(&c.Lease.Margin, v, p) },
 			})
 		},
 		"metrics": func(v *yaml.Node, p string) {
@@ -592,6 +609,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	res(&c.TLS.ClientCAFile)
 	res(&c.Auth.TokenFile)
 	res(&c.Journal.Path)
+	res(&c.Journal.MySQL.PasswordFile)
 	for i := range c.Pools {
 		res(&c.Pools[i].PasswordFile)
 		res(&c.Pools[i].TLS.CAFile)

@@ -44,6 +44,15 @@ func (c *Config) loadFiles(r *reporter) {
 			}
 		}
 	}
+	if m := &c.Journal.MySQL; c.Journal.Store == StoreMySQL && m.PasswordFile != "" {
+		if b, ok := readFile(r, "journal.mysql.password_file", m.PasswordFile, true, maxSecretFileSize); ok {
+			if pw := strings.TrimRight(string(b), "\r\n"); pw == "" {
+				r.fieldf("journal.mysql.password_file", "%s is empty: it must hold the database password", m.PasswordFile)
+			} else {
+				m.password = newSecret(pw)
+			}
+		}
+	}
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		path := index("pools", i)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Validate checks the configuration's values: listen address, log level,
@@ -39,6 +41,8 @@ func (c *Config) validate(r *reporter, checkPasswords bool) {
 	}
 	c.TLS.validate(r)
 	c.Metrics.validate(r, c.Listen)
+	c.Journal.validate(r)
+	c.Lease.validate(r, c.Journal.Store)
 	if c.Events.Retention < 1 || c.Events.Retention > MaxRetention {
 		r.fieldf("events.retention", "must be between 1 and %d (got %d)", MaxRetention, c.Events.Retention)
 	}
@@ -332,5 +336,66 @@ func (fc *Fencing) validate(r *reporter, path string) {
 		if b.PasswordFile == "" {
 			r.fieldf(join(bp, "password_file"), "is required: the file holding the BMC password")
 		}
+	}
+}
+
+func (j *Journal) validate(r *reporter) {
+	switch j.Store {
+	case StoreBolt:
+		if j.MySQL.DSN != "" || j.MySQL.PasswordFile != "" {
+			r.fieldf("journal.mysql", "is set but journal.store is bolt: set journal.store: mysql to share the journal")
+		}
+	case StoreMySQL:
+		m := j.MySQL
+		if m.DSN == "" {
+			r.fieldf("journal.mysql.dsn", "is required with journal.store mysql: user@tcp(host:3306)/database")
+		} else if dsn, err := mysql.ParseDSN(m.DSN); err != nil {
+			// The driver's message says what is wrong; the DSN is not shown,
+			// it may hold a password by mistake.
+			r.fieldf("journal.mysql.dsn", "is not a MySQL DSN (user@tcp(host:3306)/database): %v", err)
+		} else {
+			if dsn.Passwd != "" {
+				r.fieldf("journal.mysql.dsn", "must not hold the password: put it in journal.mysql.password_file")
+			}
+			if dsn.DBName == "" {
+				r.fieldf("journal.mysql.dsn", "names no database: end it with /database")
+			}
+		}
+		if m.PasswordFile == "" {
+			r.fieldf("journal.mysql.password_file", "is required: the file holding the database user's password")
+		}
+		if m.Timeout < 100*time.Millisecond || m.Timeout > time.Minute {
+			r.fieldf("journal.mysql.timeout", "must be between 100ms and 1m (got %s)", m.Timeout)
+		}
+	default:
+		r.fieldf("journal.store", "%s is not a journal store: use bolt (one management server) or mysql (several)", quoteShort(j.Store))
+	}
+}
+
+func (l *Lease) validate(r *reporter, store string) {
+	def := Default().Lease
+	if store != StoreMySQL {
+		if *l != def {
+			r.fieldf("lease", "needs journal.store: mysql (leases are shared through the database; one management server needs none)")
+		}
+		return
+	}
+	if len(l.ID) > 128 || strings.ContainsAny(l.ID, " \t\n") {
+		r.fieldf("lease.id", "must be at most 128 characters without spaces (got %s)", quoteShort(l.ID))
+	}
+	if l.Advertise != "" {
+		if _, _, err := net.SplitHostPort(l.Advertise); err != nil {
+			r.fieldf("lease.advertise", "must be host:port (got %s)", quoteShort(l.Advertise))
+		}
+	}
+	switch {
+	case l.Margin < MinLeaseMargin:
+		r.fieldf("lease.margin", "must be at least %s (got %s): it covers pauses and clock drift", MinLeaseMargin, l.Margin)
+	case l.Renew < MinLeaseRenew:
+		r.fieldf("lease.renew", "must be at least %s (got %s)", MinLeaseRenew, l.Renew)
+	case l.Duration-l.Margin <= l.Renew:
+		// client-go's rule: lease duration > renew deadline > retry period.
+		r.fieldf("lease.duration", "minus lease.margin (%s) must exceed lease.renew (%s), or the holder gives up before it renews (got duration %s)",
+			l.Duration-l.Margin, l.Renew, l.Duration)
 	}
 }

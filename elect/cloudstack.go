@@ -63,6 +63,19 @@ func (el *election) elect(ctx context.Context) error {
 	return el.promote(ctx, cand)
 }
 
+// leased re-checks the lease right before a destructive step: a bridge
+// paused, or cut from the store, since the election began must not go on.
+func (el *election) leased(ctx context.Context, what string) error {
+	if el.e.opts.Lease == nil || el.req.DryRun {
+		return nil
+	}
+	if err := el.e.opts.Lease.Check(ctx, el.view.UUID); err != nil {
+		el.step("lease", "", "not "+what+": "+err.Error(), false)
+		return err
+	}
+	return nil
+}
+
 func (el *election) refuse(why string) error {
 	el.step("decision", "", "refused: "+why, false)
 	return &RefusedError{Reason: why, Result: el.res}
@@ -160,6 +173,9 @@ func (el *election) makeHarmless(ctx context.Context, old xenha.HostView) error 
 	if el.req.DryRun {
 		el.step("plan", old.UUID, "would power the old master off through its "+dev.Driver()+" BMC and read it back", true)
 		return nil
+	}
+	if err := el.leased(ctx, "powering the old master off"); err != nil {
+		return err
 	}
 	alreadyOff, err := fencing.PowerOffVerified(ctx, dev, el.e.opts.VerifyTimeout, el.e.opts.PollInterval)
 	switch {
@@ -274,6 +290,9 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	p := el.req.Pool
 	p.ExpectMaster(cand.UUID)
 	if probe := p.Probe(ctx, cand.Address); probe.State != xapi.ProbeMaster {
+		if err := el.leased(ctx, "promoting "+cand.Name); err != nil {
+			return err
+		}
 		// A restart resumes with the host journaled here, so a promotion the
 		// journal cannot record could be followed by a second one.
 		if err := el.step("promote", cand.UUID, "pool.emergency_transition_to_master on "+cand.Name, true); err != nil {
@@ -296,6 +315,9 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	}
 	el.step("promote", cand.UUID, cand.Name+" answers as master", true)
 	p.Refresh()
+	if err := el.leased(ctx, "recovering the slaves"); err != nil {
+		return err
+	}
 	var reset []xapi.HostRef
 	err := p.Do(ctx, func(c *xapi.Client) error {
 		var err error
@@ -320,6 +342,9 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 			return fmt.Errorf("hosts still point elsewhere after the election: %s", strings.Join(stray, ", "))
 		}
 		for _, addr := range stray {
+			if err := el.leased(ctx, "resetting "+addr+"'s master"); err != nil {
+				return err
+			}
 			local, err := p.SlaveLocal(addr)
 			if err != nil {
 				continue
@@ -402,6 +427,9 @@ func (el *election) heal(ctx context.Context, c claims) error {
 		if el.req.DryRun {
 			el.step("plan", m.UUID, "would run pool.emergency_reset_master on "+m.Name+" naming "+keep.Name, true)
 			continue
+		}
+		if err := el.leased(ctx, "resetting "+m.Name); err != nil {
+			return err
 		}
 		local, err := el.req.Pool.SlaveLocal(m.Address)
 		if err == nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/internal/keylock"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -89,6 +90,10 @@ type Options struct {
 	// runs, nor a repeated request id answered from the journal. It runs
 	// on the caller's goroutine and must be quick (the metrics use it).
 	Observe func(Observation)
+	// Lease, with several management servers, says whether this bridge
+	// holds the pool's lease; it is asked before an election starts and
+	// before every destructive step (nil: one management server, always).
+	Lease lease.Guard
 
 	ProbeAttempts int           // probes of the master before it counts as unreachable (3)
 	ProbeSpacing  time.Duration // between them (500 ms)
@@ -193,6 +198,13 @@ func (e *Elector) run(ctx context.Context, req Request) (_ *Result, replayed boo
 	}
 	if res, ok := e.stored(view.Name, req); ok {
 		return res, true, nil
+	}
+	// Only the lease holder elects; the others say who does, before
+	// journaling anything. Dry runs and XenHA pools change nothing.
+	if view.Controller == xenha.ControllerCloudStack && !req.DryRun && e.opts.Lease != nil {
+		if err := e.opts.Lease.Check(ctx, view.UUID); err != nil {
+			return nil, false, err
+		}
 	}
 	unlock, err := e.lock(ctx, view.Name)
 	if err != nil {

@@ -2,9 +2,11 @@ package elect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -72,6 +74,11 @@ func (e *Elector) auto(ctx context.Context, h *xenha.Handle, reason, id string) 
 	defer cancel()
 	if _, err := e.Elect(cctx, Request{Pool: h, RequestID: id, Reason: reason}); err != nil {
 		v := h.View()
+		var other *lease.NotHolderError
+		if errors.As(err, &other) {
+			e.log.Debug("automatic election left to the lease holder", "pool", v.Name, "holder", other.Holder, "reason", reason)
+			return
+		}
 		e.log.Warn("automatic election did not complete", "pool", v.Name, "request_id", id, "epoch", v.Epoch, "reason", reason, "error", err)
 	}
 }

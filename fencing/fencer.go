@@ -20,6 +20,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/internal/keylock"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -126,6 +127,10 @@ type Options struct {
 	// nor a repeated request id answered from the journal. It runs on the
 	// caller's goroutine and must be quick (the metrics use it).
 	Observe func(Observation)
+	// Lease, with several management servers, says whether this bridge
+	// holds the pool's lease; it is asked before the fence starts and
+	// before every destructive step (nil: one management server, always).
+	Lease lease.Guard
 }
 
 // Observation is one fence that ran, for Options.Observe: the result, or
@@ -302,6 +307,13 @@ func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed 
 	if res, ok := f.stored(view.Name, req); ok {
 		return res, true, nil
 	}
+	// Only the lease holder fences; the others say who does, before
+	// journaling anything. Dry runs and XenHA pools change nothing.
+	if view.Controller == xenha.ControllerCloudStack && !req.DryRun && f.opts.Lease != nil {
+		if err := f.opts.Lease.Check(ctx, view.UUID); err != nil {
+			return nil, false, err
+		}
+	}
 	unlock, err := f.lock(ctx, view.Name+"/"+host.UUID)
 	if err != nil {
 		return nil, false, err
@@ -467,6 +479,19 @@ func (r *run) stillOurs(ctx context.Context) bool {
 	}
 	if err != nil { // the last step before the first destructive call
 		r.step("decision", "refused: the journal cannot record the fence: "+err.Error(), false)
+		return false
+	}
+	return true
+}
+
+// leased re-checks the lease right before a destructive step: a bridge
+// paused, or cut from the store, since the fence began must not go on.
+func (r *run) leased(ctx context.Context, what string) bool {
+	if r.f.opts.Lease == nil || r.req.DryRun {
+		return true
+	}
+	if err := r.f.opts.Lease.Check(ctx, r.view.UUID); err != nil {
+		r.step("lease", "not "+what+": "+err.Error(), false)
 		return false
 	}
 	return true

@@ -22,6 +22,9 @@ func (r *run) powerOff(ctx context.Context, ev evidence) bool {
 			r.step("level:"+level, "no time left: "+ctx.Err().Error(), false)
 			return false
 		}
+		if level != LevelHeartbeatWait && !r.leased(ctx, "powering the host off ("+level+")") {
+			return false
+		}
 		var err error
 		switch level {
 		case LevelBMC:
@@ -173,6 +176,10 @@ func (r *run) resetVMs(ctx context.Context) {
 		vm := vms[ref]
 		if string(vm.ResidentOn) != r.host.Ref || vm.IsControlDomain || vm.PowerState == xapi.PowerStateHalted {
 			continue
+		}
+		if !r.leased(ctx, "resetting VM "+vm.UUID) {
+			r.res.Incomplete = true // the holder's retry finishes the job
+			return
 		}
 		out := VMReset{UUID: vm.UUID, Name: vm.NameLabel}
 		var err error

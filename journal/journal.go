@@ -27,6 +27,8 @@ type Entry struct {
 	Epoch     uint64    `json:"epoch"`
 	OK        bool      `json:"ok"`
 	Detail    string    `json:"detail"`
+	// Bridge wrote the entry (a shared store; empty in the embedded one).
+	Bridge string `json:"bridge,omitempty"`
 }
 
 // Store is what the rest of the bridge needs from a journal.

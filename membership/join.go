@@ -42,6 +42,9 @@ func explain(err error) error {
 // master lists it; the pool's member list grows with it.
 func (s *Service) Join(ctx context.Context, h *xenha.Handle, rawURL string, creds xapi.Credentials, tls xapi.TLSOptions, dryRun bool) (*Change, error) {
 	view := h.View()
+	if err := s.leased(ctx, h, dryRun); err != nil {
+		return nil, err
+	}
 	spec := h.Spec()
 	out := &Change{DryRun: dryRun}
 	step := func(f string, a ...any) { out.Steps = append(out.Steps, fmt.Sprintf(f, a...)) }
@@ -108,7 +111,7 @@ func (s *Service) Join(ctx context.Context, h *xenha.Handle, rawURL string, cred
 		step("would run pool.join on %s naming the master %s (%s), wait until the master lists it, and add %s to the pool's members", me.NameLabel, view.Master.Name, view.Master.Address, rawURL)
 		return out, nil
 	}
-	if err := s.begin(h, "join", me.UUID, strings.Join(out.Steps, "; ")+"; running pool.join"); err != nil {
+	if err := s.begin(ctx, h, "join", me.UUID, strings.Join(out.Steps, "; ")+"; running pool.join"); err != nil {
 		return nil, err
 	}
 	if err := c.PoolJoin(ctx, view.Master.Address, spec.Credentials.Username, spec.Credentials.Password); err != nil {
@@ -159,6 +162,9 @@ func (s *Service) until(ctx context.Context, cond func() bool) error {
 // members.
 func (s *Service) Eject(ctx context.Context, h *xenha.Handle, hostID string, dryRun bool) (*Change, error) {
 	view := h.View()
+	if err := s.leased(ctx, h, dryRun); err != nil {
+		return nil, err
+	}
 	host, ok := view.Host(hostID)
 	if !ok {
 		return nil, &xenha.InvalidArgumentError{Field: "host", Reason: fmt.Sprintf("no host %q in pool %s", hostID, view.Name)}
@@ -182,7 +188,7 @@ func (s *Service) Eject(ctx context.Context, h *xenha.Handle, hostID string, dry
 		step("would run pool.eject on the master for %s; the host then reboots as a standalone host", host.Name)
 		return out, nil
 	}
-	if err := s.begin(h, "eject", host.UUID, strings.Join(out.Steps, "; ")+"; running pool.eject"); err != nil {
+	if err := s.begin(ctx, h, "eject", host.UUID, strings.Join(out.Steps, "; ")+"; running pool.eject"); err != nil {
 		return nil, err
 	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolEject(ctx, xapi.HostRef(host.Ref)) }); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -70,11 +71,30 @@ type Service struct {
 	Poll time.Duration
 	// Journal records every change made to a pool (nil: none).
 	Journal journal.Store
+	// Lease, with several management servers, says whether this bridge
+	// holds the pool's lease; only the holder changes a pool (nil: one
+	// management server, always).
+	Lease lease.Guard
 }
 
-// begin journals why a change is about to be made. A change the journal
-// cannot record is not made.
-func (s *Service) begin(h *xenha.Handle, step, host, detail string) error {
+// leased tells whether this bridge may change the pool now: it holds the
+// pool's lease (several management servers), or it is the only bridge.
+// A change is refused up front by a bridge without the lease, and checked
+// again right before it is made (begin).
+func (s *Service) leased(ctx context.Context, h *xenha.Handle, dryRun bool) error {
+	if s.Lease == nil || dryRun {
+		return nil
+	}
+	return s.Lease.Check(ctx, h.View().UUID)
+}
+
+// begin checks the lease and journals why a change is about to be made.
+// A change by a bridge without the pool's lease, or one the journal
+// cannot record, is not made.
+func (s *Service) begin(ctx context.Context, h *xenha.Handle, step, host, detail string) error {
+	if err := s.leased(ctx, h, false); err != nil {
+		return err
+	}
 	if err := s.record(h, step, host, detail, true); err != nil {
 		return refuse("refusing the %s: the journal cannot record it: %v", step, err)
 	}

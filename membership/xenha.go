@@ -34,6 +34,9 @@ func ChooseTimeout(storage time.Duration) time.Duration {
 // EnableHA enables XenHA when the pool qualifies.
 func (s *Service) EnableHA(ctx context.Context, h *xenha.Handle, acceptTwoHost bool, srUUID string, timeout time.Duration, dryRun bool) (*HAChange, error) {
 	view := h.View()
+	if err := s.leased(ctx, h, dryRun); err != nil {
+		return nil, err
+	}
 	out := &HAChange{DryRun: dryRun}
 	step := func(f string, a ...any) { out.Steps = append(out.Steps, fmt.Sprintf(f, a...)) }
 	if view.HAEnabled {
@@ -88,7 +91,7 @@ func (s *Service) EnableHA(ctx context.Context, h *xenha.Handle, acceptTwoHost b
 		out.Controller, out.Epoch = view.Controller, view.Epoch
 		return out, nil
 	}
-	if err := s.begin(h, "enable-ha", "", strings.Join(out.Steps, "; ")+"; running pool.enable_ha"); err != nil {
+	if err := s.begin(ctx, h, "enable-ha", "", strings.Join(out.Steps, "; ")+"; running pool.enable_ha"); err != nil {
 		return nil, err
 	}
 	err = h.Do(ctx, func(c *xapi.Client) error {
@@ -189,6 +192,9 @@ func (s *Service) heartbeatSR(ctx context.Context, h *xenha.Handle, want string)
 // DisableHA disables XenHA.
 func (s *Service) DisableHA(ctx context.Context, h *xenha.Handle, dryRun bool) (*HAChange, error) {
 	view := h.View()
+	if err := s.leased(ctx, h, dryRun); err != nil {
+		return nil, err
+	}
 	out := &HAChange{DryRun: dryRun}
 	if !view.HAEnabled {
 		out.Controller, out.Epoch = view.Controller, view.Epoch
@@ -200,7 +206,7 @@ func (s *Service) DisableHA(ctx context.Context, h *xenha.Handle, dryRun bool) (
 		out.Steps = append(out.Steps, fmt.Sprintf("would run pool.disable_ha; the controller would then follow the policy %s", view.Policy))
 		return out, nil
 	}
-	if err := s.begin(h, "disable-ha", "", "running pool.disable_ha"); err != nil {
+	if err := s.begin(ctx, h, "disable-ha", "", "running pool.disable_ha"); err != nil {
 		return nil, err
 	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolDisableHA(ctx) }); err != nil {

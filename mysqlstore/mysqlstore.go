@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		mc.Params = map[string]string{}
 	}
 	mc.Params["time_zone"] = "'+00:00'"
+	// A statement waiting on a row lock gives up with the statement's own
+	// deadline instead of InnoDB's 50 s.
+	mc.Params["innodb_lock_wait_timeout"] = fmt.Sprint(max(1, int(cfg.Timeout.Seconds())))
 	conn, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: %v", err)
@@ -90,29 +93,21 @@ func (s *Store) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.timeout)
 }
 
-// tx runs f in a transaction, committed when f returns nil. InnoDB may
-// pick it as a deadlock victim (1213) or time out a lock wait (1205):
+// exec runs one statement, in autocommit. The store never spans a
+// transaction over several round trips: a bridge cut off between two of
+// them would hold row locks until the server noticed, and block every
+// other bridge's journal and lease meanwhile. InnoDB may still pick a
+// statement as a deadlock victim (1213) or time out its lock wait (1205):
 // then it is run again, a few times, as MySQL's manual advises.
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
 	var err error
 	for range 5 {
-		if err = s.tx1(ctx, f); !retryable(err) || ctx.Err() != nil {
-			return err
+		if res, err = s.db.ExecContext(ctx, query, args...); !retryable(err) || ctx.Err() != nil {
+			return res, err
 		}
 	}
-	return err
-}
-
-func (s *Store) tx1(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return res, err
 }
 
 func retryable(err error) bool {
@@ -131,23 +126,30 @@ func (s *Store) Append(e journal.Entry) (journal.Entry, error) {
 		e.Time = time.Now()
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	e.Bridge = s.bridge
 	ctx, cancel := s.ctx()
 	defer cancel()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// One statement takes the pool row's exclusive lock and counts,
-		// so concurrent appends queue instead of deadlocking.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO xenha_pools (pool, last_seq) VALUES (?, 1)
-			ON DUPLICATE KEY UPDATE last_seq = last_seq + 1`, e.Pool); err != nil {
+	err := func() error {
+		// The pool's counter, raised in one statement that also reports
+		// the new value (LAST_INSERT_ID(expr) comes back in the OK
+		// packet): concurrent appends queue on the row, never deadlock.
+		// A bridge that dies between the two statements leaves a number
+		// unused; numbers only ever rise.
+		res, err := s.exec(ctx, `INSERT INTO xenha_pools (pool, last_seq) VALUES (?, LAST_INSERT_ID(1))
+			ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + 1)`, e.Pool)
+		if err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT last_seq FROM xenha_pools WHERE pool = ?`, e.Pool).Scan(&e.Seq); err != nil {
+		seq, err := res.LastInsertId()
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO xenha_journal (pool, seq, at, request_id, kind, step, host, epoch, ok, detail, bridge)
+		e.Seq = uint64(seq)
+		_, err = s.exec(ctx, `INSERT INTO xenha_journal (pool, seq, at, request_id, kind, step, host, epoch, ok, detail, bridge)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Pool, e.Seq, e.Time, e.RequestID, e.Kind, e.Step, e.Host, e.Epoch, e.OK, e.Detail, s.bridge)
+			e.Pool, e.Seq, e.Time, e.RequestID, e.Kind, e.Step, e.Host, e.Epoch, e.OK, e.Detail, e.Bridge)
 		return err
-	})
+	}()
 	if err != nil {
 		return e, fmt.Errorf("journal: append to %s: %w", e.Pool, err)
 	}
@@ -159,7 +161,7 @@ func (s *Store) Append(e journal.Entry) (journal.Entry, error) {
 func (s *Store) Entries(pool string, after uint64, limit int) ([]journal.Entry, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	q := `SELECT seq, at, request_id, kind, step, host, epoch, ok, detail FROM xenha_journal
+	q := `SELECT seq, at, request_id, kind, step, host, epoch, ok, detail, bridge FROM xenha_journal
 		WHERE pool = ? AND seq > ? ORDER BY seq`
 	args := []any{pool, after}
 	if limit > 0 {
@@ -174,7 +176,7 @@ func (s *Store) Entries(pool string, after uint64, limit int) ([]journal.Entry, 
 	var out []journal.Entry
 	for rows.Next() {
 		e := journal.Entry{Pool: pool}
-		if err := rows.Scan(&e.Seq, &e.Time, &e.RequestID, &e.Kind, &e.Step, &e.Host, &e.Epoch, &e.OK, &e.Detail); err != nil {
+		if err := rows.Scan(&e.Seq, &e.Time, &e.RequestID, &e.Kind, &e.Step, &e.Host, &e.Epoch, &e.OK, &e.Detail, &e.Bridge); err != nil {
 			return nil, fmt.Errorf("journal: entries of %s: %w", pool, err)
 		}
 		out = append(out, e)
@@ -205,7 +207,7 @@ func (s *Store) Result(kind, pool, requestID string) ([]byte, bool, error) {
 func (s *Store) SaveResult(kind, pool, requestID string, result []byte) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.db.ExecContext(ctx, `INSERT IGNORE INTO xenha_results (kind, pool, request_id, result, saved_at)
+	_, err := s.exec(ctx, `INSERT IGNORE INTO xenha_results (kind, pool, request_id, result, saved_at)
 		VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))`, kind, pool, requestID, result)
 	if err != nil {
 		return fmt.Errorf("journal: save result of %s: %w", requestID, err)
@@ -231,13 +233,11 @@ func (s *Store) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var n uint64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO xenha_pools (pool, epoch) VALUES (?, ?)
-			ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))`, pool, epoch); err != nil {
-			return err
-		}
-		return tx.QueryRowContext(ctx, `SELECT epoch FROM xenha_pools WHERE pool = ?`, pool).Scan(&n)
-	})
+	_, err := s.exec(ctx, `INSERT INTO xenha_pools (pool, epoch) VALUES (?, ?)
+		ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))`, pool, epoch)
+	if err == nil {
+		err = s.db.QueryRowContext(ctx, `SELECT epoch FROM xenha_pools WHERE pool = ?`, pool).Scan(&n)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("journal: raise the epoch of %s: %w", pool, err)
 	}
@@ -249,12 +249,11 @@ func (s *Store) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
 func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d time.Duration) (lease.Record, error) {
 	rec := lease.Record{Pool: pool}
 	us := d.Microseconds()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// The UPDATE comes first: it takes the row's exclusive lock
-		// whether or not it changes it, so renewals and take-overs queue.
-		// MySQL assigns left to right: term and acquired_at read the old
-		// holder before holder is overwritten.
-		res, err := tx.ExecContext(ctx, `UPDATE xenha_leases SET
+	err := func() error {
+		// Renew, or take over an expired lease, in one conditional
+		// statement. MySQL assigns left to right: term and acquired_at
+		// read the old holder before holder is overwritten.
+		res, err := s.exec(ctx, `UPDATE xenha_leases SET
 			term = IF(holder = ?, term, term + 1),
 			acquired_at = IF(holder = ?, acquired_at, UTC_TIMESTAMP(6)),
 			holder = ?, address = ?, renewed_at = UTC_TIMESTAMP(6),
@@ -265,20 +264,21 @@ func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d tim
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			// No row yet, or another's live lease: INSERT IGNORE leaves
-			// the latter alone. Two bridges creating the row at once may
-			// deadlock; tx runs the loser again.
-			if _, err := tx.ExecContext(ctx, `INSERT IGNORE INTO xenha_leases (pool_uuid, holder, address, term, acquired_at, renewed_at, expires_at)
+			// No row yet, or another's live lease, which INSERT IGNORE
+			// leaves alone.
+			if _, err := s.exec(ctx, `INSERT IGNORE INTO xenha_leases (pool_uuid, holder, address, term, acquired_at, renewed_at, expires_at)
 				VALUES (?, ?, ?, 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)`, pool, holder, address, us); err != nil {
 				return err
 			}
 		}
+		// Whoever the row names now holds the lease: this bridge, if it
+		// renewed above, for at least d from before it asked.
 		var remaining int64
-		err = tx.QueryRowContext(ctx, `SELECT holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+		err = s.db.QueryRowContext(ctx, `SELECT holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
 			FROM xenha_leases WHERE pool_uuid = ?`, pool).Scan(&rec.Holder, &rec.Address, &rec.Term, &remaining)
 		rec.Remaining = time.Duration(remaining) * time.Microsecond
 		return err
-	})
+	}()
 	if err != nil {
 		return rec, fmt.Errorf("lease of %s: %w", pool, err)
 	}
@@ -287,7 +287,7 @@ func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d tim
 
 // Release ends holder's lease now, so another bridge can take it at once.
 func (s *Store) Release(ctx context.Context, pool, holder string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE xenha_leases SET expires_at = UTC_TIMESTAMP(6)
+	_, err := s.exec(ctx, `UPDATE xenha_leases SET expires_at = UTC_TIMESTAMP(6)
 		WHERE pool_uuid = ? AND holder = ? AND expires_at > UTC_TIMESTAMP(6)`, pool, holder)
 	if err != nil {
 		return fmt.Errorf("release the lease of %s: %w", pool, err)
@@ -314,4 +314,35 @@ func (s *Store) Leases(ctx context.Context) ([]lease.Record, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Stats reads the journal's size for the metrics: the entries of each
+// pool (sequences are gap-free, so the last is the count) and the bytes
+// InnoDB reports for the bridge's tables.
+func (s *Store) Stats() (journal.Stats, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	st := journal.Stats{Entries: map[string]uint64{}}
+	rows, err := s.db.QueryContext(ctx, `SELECT pool, last_seq FROM xenha_pools WHERE last_seq > 0`)
+	if err != nil {
+		return st, fmt.Errorf("journal stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pool string
+		var n uint64
+		if err := rows.Scan(&pool, &n); err != nil {
+			return st, fmt.Errorf("journal stats: %w", err)
+		}
+		st.Entries[pool] = n
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("journal stats: %w", err)
+	}
+	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.TABLES
+		WHERE table_schema = DATABASE() AND table_name LIKE 'xenha\_%'`).Scan(&st.Bytes)
+	if err != nil {
+		return st, fmt.Errorf("journal stats: %w", err)
+	}
+	return st, nil
 }

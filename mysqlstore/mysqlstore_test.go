@@ -130,3 +130,19 @@ func TestAStatementOnACutConnectionEndsAtItsDeadline(t *testing.T) {
 		t.Fatalf("after the cut: %v", err2)
 	}
 }
+
+func TestStats(t *testing.T) {
+	s := open(t, mariadbtest.New(t), "a")
+	for _, pool := range []string{"a", "a", "b", "a"} {
+		if _, err := s.Append(journal.Entry{Pool: pool, Kind: "fence", Step: "request"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.RaiseEpoch("c", 3); err != nil { // an epoch is not an entry
+		t.Fatal(err)
+	}
+	st, err := s.Stats()
+	if err != nil || len(st.Entries) != 2 || st.Entries["a"] != 3 || st.Entries["b"] != 1 || st.Bytes <= 0 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+}

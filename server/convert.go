@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -75,6 +76,18 @@ func warningPB(w xenha.Warning) *pb.Warning {
 
 func masterPB(m xenha.MasterView) *pb.Master {
 	return &pb.Master{Uuid: m.UUID, Name: m.Name, Address: m.Address, Reachable: m.Reachable}
+}
+
+// leasePB is a pool's lease as this bridge knows it.
+func leasePB(st lease.Status) *pb.Lease {
+	out := &pb.Lease{Holder: st.Holder, HolderAddress: st.Address, HeldHere: st.Mine, Term: st.Term}
+	switch {
+	case st.Err != nil:
+		out.Error = "the lease store cannot be reached: " + st.Err.Error()
+	case !st.Known:
+		out.Error = "not asked yet"
+	}
+	return out
 }
 
 func timestamp(v *xenha.PoolView) *timestamppb.Timestamp {

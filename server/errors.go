@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
@@ -28,7 +29,17 @@ func toStatus(err error) error {
 	var ia *xenha.InvalidArgumentError
 	var refused *elect.RefusedError
 	var mrefused *membership.RefusedError
+	var notHolder *lease.NotHolderError
 	switch {
+	case errors.As(err, &notHolder):
+		// Another bridge is the pool's captain: retrying here cannot
+		// succeed, sending the call to the holder can.
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.ErrorInfo{Reason: "NOT_LEASE_HOLDER", Domain: "xenha-bridge",
+			Metadata: map[string]string{"pool_uuid": notHolder.Pool, "holder": notHolder.Holder, "holder_address": notHolder.Address}})
+	case errors.Is(err, lease.ErrLost), errors.Is(err, lease.ErrUnknown):
+		// The store cannot say who is captain now: retry shortly (here
+		// or at another bridge); nobody acts meanwhile.
+		return withDetails(codes.Unavailable, err.Error(), &errdetails.ErrorInfo{Reason: "LEASE_UNCERTAIN", Domain: "xenha-bridge"})
 	case errors.As(err, &mrefused):
 		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.PreconditionFailure{
 			Violations: []*errdetails.PreconditionFailure_Violation{{Type: "MEMBERSHIP", Subject: "pool", Description: mrefused.Reason}}})

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
@@ -35,6 +36,7 @@ type Service struct {
 	elector *elect.Elector
 	journal journal.Store
 	members *membership.Service
+	leases  Leases
 }
 
 var _ pb.XenHAServiceServer = (*Service)(nil)
@@ -60,6 +62,15 @@ func WithMembership(m *membership.Service) Option { return func(s *Service) { s.
 
 // WithJournal enables the Journal RPC.
 func WithJournal(j journal.Store) Option { return func(s *Service) { s.journal = j } }
+
+// Leases tells what this bridge knows of a pool's lease; lease.Keeper is one.
+type Leases interface {
+	Status(poolUUID string) lease.Status
+}
+
+// WithLeases reports each pool's lease in HAMode (several management
+// servers).
+func WithLeases(l Leases) Option { return func(s *Service) { s.leases = l } }
 
 // NewService serves the manager's pools.
 func NewService(pools *xenha.Manager, log hclog.Logger, opts ...Option) *Service {
@@ -99,6 +110,9 @@ func (s *Service) HAMode(ctx context.Context, req *pb.HAModeRequest) (*pb.HAMode
 	}
 	r := haModePB(v)
 	r.EventSequence, r.EventIncarnation = seq, s.pools.Hub().Incarnation()
+	if s.leases != nil && v.UUID != "" {
+		r.Lease = leasePB(s.leases.Status(v.UUID))
+	}
 	return r, nil
 }
 
@@ -259,7 +273,7 @@ func (s *Service) Journal(ctx context.Context, req *pb.JournalRequest) (*pb.Jour
 	out := &pb.JournalResponse{}
 	for _, e := range entries {
 		out.Entries = append(out.Entries, &pb.JournalEntry{Sequence: e.Seq, Time: timestamppb.New(e.Time), RequestId: e.RequestID,
-			Kind: e.Kind, Step: e.Step, HostUuid: e.Host, Epoch: e.Epoch, Ok: e.OK, Detail: e.Detail})
+			Kind: e.Kind, Step: e.Step, HostUuid: e.Host, Epoch: e.Epoch, Ok: e.OK, Detail: e.Detail, Bridge: e.Bridge})
 	}
 	return out, nil
 }

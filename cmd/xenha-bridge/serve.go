@@ -20,8 +20,10 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	"github.com/cloudstack-xenha/xenha-bridge/metrics"
+	"github.com/cloudstack-xenha/xenha-bridge/mysqlstore"
 	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -74,21 +76,53 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	jpath := cfg.Journal.Path
-	switch {
-	case *journalPath != "":
-		jpath = *journalPath
-	case *simulate && *cfgPath == "":
-		dir, err := os.MkdirTemp("", "xenha-bridge-sim-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		jpath = filepath.Join(dir, "journal.db")
-	}
-	jrnl, err := journal.Open(jpath)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("%w (set journal.path or --journal)", err)
+		return err
+	}
+	defer ln.Close()
+
+	var jrnl interface {
+		journal.Store
+		metrics.JournalStats
+	}
+	var shared *mysqlstore.Store
+	jdesc := ""
+	if cfg.Journal.Store == config.StoreMySQL {
+		if *journalPath != "" {
+			return errors.New("--journal names a journal file, but journal.store is mysql")
+		}
+		if cfg.Lease.ID == "" {
+			if cfg.Lease.ID, err = os.Hostname(); err != nil {
+				return fmt.Errorf("lease.id: not set, and no host name to default to: %w", err)
+			}
+		}
+		if cfg.Lease.Advertise == "" {
+			cfg.Lease.Advertise = ln.Addr().String()
+		}
+		m := cfg.Journal.MySQL
+		if shared, err = mysqlstore.Open(ctx, mysqlstore.Config{DSN: m.DSN, Password: m.Password(), Timeout: m.Timeout, Bridge: cfg.Lease.ID}); err != nil {
+			return fmt.Errorf("journal.mysql: %w", err)
+		}
+		jrnl, jdesc = shared, "mysql (shared; bridge "+cfg.Lease.ID+")"
+	} else {
+		jpath := cfg.Journal.Path
+		switch {
+		case *journalPath != "":
+			jpath = *journalPath
+		case *simulate && *cfgPath == "":
+			dir, err := os.MkdirTemp("", "xenha-bridge-sim-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			jpath = filepath.Join(dir, "journal.db")
+		}
+		b, err := journal.Open(jpath)
+		if err != nil {
+			return fmt.Errorf("%w (set journal.path or --journal)", err)
+		}
+		jrnl, jdesc = b, jpath
 	}
 	defer jrnl.Close()
 
@@ -103,10 +137,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer pools.Close()
 	obs.WatchPools(pools)
 	obs.WatchJournal(jrnl)
+	// Several management servers: only the holder of a pool's lease acts.
+	var guard lease.Guard
+	var keeper *lease.Keeper
+	if shared != nil {
+		l := cfg.Lease
+		keeper, err = lease.New(shared, lease.Config{ID: l.ID, Address: l.Advertise, Duration: l.Duration, Renew: l.Renew,
+			Margin: l.Margin, Logger: log.Named("lease")}, func() []string {
+			var uuids []string
+			for _, v := range pools.Pools() {
+				uuids = append(uuids, v.UUID)
+			}
+			return uuids
+		})
+		if err != nil {
+			return err
+		}
+		guard = keeper
+		kctx, stopLeases := context.WithCancel(context.Background())
+		leasesDone := make(chan struct{})
+		go func() { keeper.Run(kctx); close(leasesDone) }()
+		// Released before the store closes (defers run last-in first-out),
+		// so the other bridges take over at once.
+		defer func() { stopLeases(); <-leasesDone }()
+	}
 	bmcs := &bmcBook{}
 	fencer := fencing.New(fencing.Options{
 		Journal: jrnl, Logger: log.Named("fencing"), Devices: bmcs.lookup, Pool: poolFencing(cfg.Pools),
-		Observe: obs.ObserveFence,
+		Observe: obs.ObserveFence, Lease: guard,
 	})
 	preferred := map[string][]string{}
 	autopilot := map[string]time.Duration{} // pools with autopilot on, and their delay
@@ -115,6 +173,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Preferred: func(pool string) []string { return preferred[pool] },
 		Autopilot: func(pool string) (bool, time.Duration) { d, on := autopilot[pool]; return on, d },
 		Observe:   obs.ObserveElection,
+		Lease:     guard,
 	})
 	for _, p := range cfg.Pools {
 		preferred[p.Name] = p.PreferredMasters
@@ -164,11 +223,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("simulated pool attached as \"sim\"", "pool_uuid", info.PoolUUID, "control", info.ControlURL)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
 	var metricsSrv *http.Server
 	errc := make(chan error, 2)
 	if cfg.Metrics.Enabled() {
@@ -188,14 +242,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return newDevice(driver, address, username, password, false)
 	}
 	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
-	members := &membership.Service{Pools: pools, XAPI: xapiOpts, Journal: jrnl}
-	srv := server.New(server.NewService(pools, log.Named("api"),
-		server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
-		server.WithMembership(members)), server.Options{
+	members := &membership.Service{Pools: pools, XAPI: xapiOpts, Journal: jrnl, Lease: guard}
+	opts := []server.Option{server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
+		server.WithMembership(members)}
+	if keeper != nil {
+		opts = append(opts, server.WithLeases(keeper))
+	}
+	srv := server.New(server.NewService(pools, log.Named("api"), opts...), server.Options{
 		Logger: log, Token: cfg.Auth.Token(), TLS: tlsConf, Metrics: obs.GRPC(),
 	})
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "", "journal", jpath)
+	log.Info("serving", "listen", ln.Addr().String(), "tls", tlsConf != nil, "token", cfg.Auth.Token() != "", "journal", jdesc)
 
 	stop := func() {
 		srv.Stop(5 * time.Second)

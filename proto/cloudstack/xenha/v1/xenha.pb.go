@@ -19,6 +19,20 @@
 // forbids the call), UNAVAILABLE (XAPI unreachable), ABORTED (stale epoch),
 // OUT_OF_RANGE (an event stream's resume point is gone), RESOURCE_EXHAUSTED
 // (an event consumer too slow), UNAUTHENTICATED (no or wrong token).
+//
+// Several management servers: each runs a bridge, and the bridges share
+// CloudStack's MySQL database. Only the bridge holding a pool's lease acts
+// on it (ElectMaster, FenceHost, JoinHost, EjectHost, EnableXenHA,
+// DisableXenHA, unless dry_run; a XenHA-controlled pool, where no bridge
+// acts, is answered by all). Every bridge answers read-only calls from its
+// own view. The others refuse a call that would act:
+//   - FAILED_PRECONDITION with an ErrorInfo of reason NOT_LEASE_HOLDER and
+//     metadata holder, holder_address and pool_uuid when another bridge
+//     holds the lease: retrying here cannot succeed; send the call to the
+//     holder (the same request id is answered once, whichever bridge ran it);
+//   - UNAVAILABLE with an ErrorInfo of reason LEASE_UNCERTAIN when this
+//     bridge cannot tell (the database is unreachable, or its own lease ran
+//     out before it could renew it): nobody acts here until it can; retry.
 
 package xenhav1
 
@@ -625,8 +639,11 @@ type HAModeResponse struct {
 	// incarnation: stream PoolEvents after it to miss nothing since.
 	EventSequence    uint64 `protobuf:"varint,21,opt,name=event_sequence,json=eventSequence,proto3" json:"event_sequence,omitempty"`
 	EventIncarnation string `protobuf:"bytes,22,opt,name=event_incarnation,json=eventIncarnation,proto3" json:"event_incarnation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Which bridge may act on the pool (several management servers); unset
+	// with one management server, whose bridge always may.
+	Lease         *Lease `protobuf:"bytes,23,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HAModeResponse) Reset() {
@@ -813,6 +830,94 @@ func (x *HAModeResponse) GetEventIncarnation() string {
 	return ""
 }
 
+func (x *HAModeResponse) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+// Lease is a pool's lease among the bridges of several management servers.
+type Lease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The holder's bridge id, and where it serves gRPC.
+	Holder        string `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	HolderAddress string `protobuf:"bytes,2,opt,name=holder_address,json=holderAddress,proto3" json:"holder_address,omitempty"`
+	// Whether the bridge that answered holds it, and may act now.
+	HeldHere bool `protobuf:"varint,3,opt,name=held_here,json=heldHere,proto3" json:"held_here,omitempty"`
+	// Rises each time the lease changes hands.
+	Term uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	// Why the answering bridge cannot tell who holds it (empty when it can).
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Lease) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *Lease) GetHolderAddress() string {
+	if x != nil {
+		return x.HolderAddress
+	}
+	return ""
+}
+
+func (x *Lease) GetHeldHere() bool {
+	if x != nil {
+		return x.HeldHere
+	}
+	return false
+}
+
+func (x *Lease) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *Lease) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type Master struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Uuid    string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
@@ -826,7 +931,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[2]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +943,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[2]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +956,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{2}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Master) GetUuid() string {
@@ -899,7 +1004,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[3]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1016,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[3]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1029,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{3}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Host) GetUuid() string {
@@ -980,7 +1085,7 @@ type XenHAEligibility struct {
 
 func (x *XenHAEligibility) Reset() {
 	*x = XenHAEligibility{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[4]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1097,7 @@ func (x *XenHAEligibility) String() string {
 func (*XenHAEligibility) ProtoMessage() {}
 
 func (x *XenHAEligibility) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[4]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1110,7 @@ func (x *XenHAEligibility) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XenHAEligibility.ProtoReflect.Descriptor instead.
 func (*XenHAEligibility) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{4}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *XenHAEligibility) GetEligible() bool {
@@ -1032,7 +1137,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[5]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1149,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[5]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1162,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{5}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Warning) GetCode() WarningCode {
@@ -1096,7 +1201,7 @@ type ElectMasterRequest struct {
 
 func (x *ElectMasterRequest) Reset() {
 	*x = ElectMasterRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[6]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1213,7 @@ func (x *ElectMasterRequest) String() string {
 func (*ElectMasterRequest) ProtoMessage() {}
 
 func (x *ElectMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[6]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1226,7 @@ func (x *ElectMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ElectMasterRequest.ProtoReflect.Descriptor instead.
 func (*ElectMasterRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{6}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ElectMasterRequest) GetPool() string {
@@ -1189,7 +1294,7 @@ type ElectMasterResponse struct {
 
 func (x *ElectMasterResponse) Reset() {
 	*x = ElectMasterResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[7]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1306,7 @@ func (x *ElectMasterResponse) String() string {
 func (*ElectMasterResponse) ProtoMessage() {}
 
 func (x *ElectMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[7]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1319,7 @@ func (x *ElectMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ElectMasterResponse.ProtoReflect.Descriptor instead.
 func (*ElectMasterResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{7}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ElectMasterResponse) GetPoolUuid() string {
@@ -1275,7 +1380,7 @@ type TraceStep struct {
 
 func (x *TraceStep) Reset() {
 	*x = TraceStep{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[8]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1392,7 @@ func (x *TraceStep) String() string {
 func (*TraceStep) ProtoMessage() {}
 
 func (x *TraceStep) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[8]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1405,7 @@ func (x *TraceStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceStep.ProtoReflect.Descriptor instead.
 func (*TraceStep) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{8}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TraceStep) GetTime() *timestamppb.Timestamp {
@@ -1360,7 +1465,7 @@ type FenceHostRequest struct {
 
 func (x *FenceHostRequest) Reset() {
 	*x = FenceHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[9]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1477,7 @@ func (x *FenceHostRequest) String() string {
 func (*FenceHostRequest) ProtoMessage() {}
 
 func (x *FenceHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[9]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1490,7 @@ func (x *FenceHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceHostRequest.ProtoReflect.Descriptor instead.
 func (*FenceHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{9}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FenceHostRequest) GetPool() string {
@@ -1458,7 +1563,7 @@ type BMC struct {
 
 func (x *BMC) Reset() {
 	*x = BMC{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[10]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1575,7 @@ func (x *BMC) String() string {
 func (*BMC) ProtoMessage() {}
 
 func (x *BMC) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[10]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1588,7 @@ func (x *BMC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BMC.ProtoReflect.Descriptor instead.
 func (*BMC) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{10}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BMC) GetDriver() string {
@@ -1535,7 +1640,7 @@ type FenceHostResponse struct {
 
 func (x *FenceHostResponse) Reset() {
 	*x = FenceHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[11]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1652,7 @@ func (x *FenceHostResponse) String() string {
 func (*FenceHostResponse) ProtoMessage() {}
 
 func (x *FenceHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[11]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1665,7 @@ func (x *FenceHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceHostResponse.ProtoReflect.Descriptor instead.
 func (*FenceHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{11}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FenceHostResponse) GetPoolUuid() string {
@@ -1646,7 +1751,7 @@ type VMReset struct {
 
 func (x *VMReset) Reset() {
 	*x = VMReset{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[12]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1763,7 @@ func (x *VMReset) String() string {
 func (*VMReset) ProtoMessage() {}
 
 func (x *VMReset) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[12]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1776,7 @@ func (x *VMReset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VMReset.ProtoReflect.Descriptor instead.
 func (*VMReset) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{12}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VMReset) GetVmUuid() string {
@@ -1715,7 +1820,7 @@ type XenHAProgress struct {
 
 func (x *XenHAProgress) Reset() {
 	*x = XenHAProgress{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[13]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1832,7 @@ func (x *XenHAProgress) String() string {
 func (*XenHAProgress) ProtoMessage() {}
 
 func (x *XenHAProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[13]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1845,7 @@ func (x *XenHAProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XenHAProgress.ProtoReflect.Descriptor instead.
 func (*XenHAProgress) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{13}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *XenHAProgress) GetOutsideLiveset() bool {
@@ -1773,7 +1878,7 @@ type PoolEventsRequest struct {
 
 func (x *PoolEventsRequest) Reset() {
 	*x = PoolEventsRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[14]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1890,7 @@ func (x *PoolEventsRequest) String() string {
 func (*PoolEventsRequest) ProtoMessage() {}
 
 func (x *PoolEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[14]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1903,7 @@ func (x *PoolEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolEventsRequest.ProtoReflect.Descriptor instead.
 func (*PoolEventsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{14}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PoolEventsRequest) GetPool() string {
@@ -1831,7 +1936,7 @@ type PoolEventsResponse struct {
 
 func (x *PoolEventsResponse) Reset() {
 	*x = PoolEventsResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[15]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1948,7 @@ func (x *PoolEventsResponse) String() string {
 func (*PoolEventsResponse) ProtoMessage() {}
 
 func (x *PoolEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[15]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1961,7 @@ func (x *PoolEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolEventsResponse.ProtoReflect.Descriptor instead.
 func (*PoolEventsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{15}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PoolEventsResponse) GetEvent() *PoolEvent {
@@ -1894,7 +1999,7 @@ type PoolEvent struct {
 
 func (x *PoolEvent) Reset() {
 	*x = PoolEvent{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[16]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2011,7 @@ func (x *PoolEvent) String() string {
 func (*PoolEvent) ProtoMessage() {}
 
 func (x *PoolEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[16]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2024,7 @@ func (x *PoolEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolEvent.ProtoReflect.Descriptor instead.
 func (*PoolEvent) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{16}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PoolEvent) GetSequence() uint64 {
@@ -2034,7 +2139,7 @@ type AttachPoolRequest struct {
 
 func (x *AttachPoolRequest) Reset() {
 	*x = AttachPoolRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[17]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2151,7 @@ func (x *AttachPoolRequest) String() string {
 func (*AttachPoolRequest) ProtoMessage() {}
 
 func (x *AttachPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[17]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2164,7 @@ func (x *AttachPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachPoolRequest.ProtoReflect.Descriptor instead.
 func (*AttachPoolRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{17}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AttachPoolRequest) GetName() string {
@@ -2125,7 +2230,7 @@ type XAPITLS struct {
 
 func (x *XAPITLS) Reset() {
 	*x = XAPITLS{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[18]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2242,7 @@ func (x *XAPITLS) String() string {
 func (*XAPITLS) ProtoMessage() {}
 
 func (x *XAPITLS) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[18]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2255,7 @@ func (x *XAPITLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XAPITLS.ProtoReflect.Descriptor instead.
 func (*XAPITLS) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{18}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *XAPITLS) GetCaPem() string {
@@ -2185,7 +2290,7 @@ type AttachPoolResponse struct {
 
 func (x *AttachPoolResponse) Reset() {
 	*x = AttachPoolResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2302,7 @@ func (x *AttachPoolResponse) String() string {
 func (*AttachPoolResponse) ProtoMessage() {}
 
 func (x *AttachPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2315,7 @@ func (x *AttachPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachPoolResponse.ProtoReflect.Descriptor instead.
 func (*AttachPoolResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{19}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AttachPoolResponse) GetPool() *PoolSummary {
@@ -2236,7 +2341,7 @@ type DetachPoolRequest struct {
 
 func (x *DetachPoolRequest) Reset() {
 	*x = DetachPoolRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2353,7 @@ func (x *DetachPoolRequest) String() string {
 func (*DetachPoolRequest) ProtoMessage() {}
 
 func (x *DetachPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2366,7 @@ func (x *DetachPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachPoolRequest.ProtoReflect.Descriptor instead.
 func (*DetachPoolRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{20}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DetachPoolRequest) GetPool() string {
@@ -2279,7 +2384,7 @@ type DetachPoolResponse struct {
 
 func (x *DetachPoolResponse) Reset() {
 	*x = DetachPoolResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2396,7 @@ func (x *DetachPoolResponse) String() string {
 func (*DetachPoolResponse) ProtoMessage() {}
 
 func (x *DetachPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2409,7 @@ func (x *DetachPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachPoolResponse.ProtoReflect.Descriptor instead.
 func (*DetachPoolResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{21}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{22}
 }
 
 type ListPoolsRequest struct {
@@ -2315,7 +2420,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2432,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2445,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{22}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{23}
 }
 
 type ListPoolsResponse struct {
@@ -2352,7 +2457,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2469,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2482,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{23}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListPoolsResponse) GetPools() []*PoolSummary {
@@ -2405,7 +2510,7 @@ type PoolSummary struct {
 
 func (x *PoolSummary) Reset() {
 	*x = PoolSummary{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2522,7 @@ func (x *PoolSummary) String() string {
 func (*PoolSummary) ProtoMessage() {}
 
 func (x *PoolSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2535,7 @@ func (x *PoolSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSummary.ProtoReflect.Descriptor instead.
 func (*PoolSummary) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{24}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PoolSummary) GetName() string {
@@ -2509,7 +2614,7 @@ type JournalRequest struct {
 
 func (x *JournalRequest) Reset() {
 	*x = JournalRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2626,7 @@ func (x *JournalRequest) String() string {
 func (*JournalRequest) ProtoMessage() {}
 
 func (x *JournalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2639,7 @@ func (x *JournalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalRequest.ProtoReflect.Descriptor instead.
 func (*JournalRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{25}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JournalRequest) GetPool() string {
@@ -2567,7 +2672,7 @@ type JournalResponse struct {
 
 func (x *JournalResponse) Reset() {
 	*x = JournalResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2684,7 @@ func (x *JournalResponse) String() string {
 func (*JournalResponse) ProtoMessage() {}
 
 func (x *JournalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2697,7 @@ func (x *JournalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalResponse.ProtoReflect.Descriptor instead.
 func (*JournalResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{26}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JournalResponse) GetEntries() []*JournalEntry {
@@ -2608,19 +2713,21 @@ type JournalEntry struct {
 	Time      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// "fence" or "elect".
-	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
-	Step          string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
-	HostUuid      string `protobuf:"bytes,6,opt,name=host_uuid,json=hostUuid,proto3" json:"host_uuid,omitempty"`
-	Epoch         uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Ok            bool   `protobuf:"varint,8,opt,name=ok,proto3" json:"ok,omitempty"`
-	Detail        string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	Kind     string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Step     string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	HostUuid string `protobuf:"bytes,6,opt,name=host_uuid,json=hostUuid,proto3" json:"host_uuid,omitempty"`
+	Epoch    uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Ok       bool   `protobuf:"varint,8,opt,name=ok,proto3" json:"ok,omitempty"`
+	Detail   string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The bridge that wrote the entry (several management servers).
+	Bridge        string `protobuf:"bytes,10,opt,name=bridge,proto3" json:"bridge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JournalEntry) Reset() {
 	*x = JournalEntry{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2739,7 @@ func (x *JournalEntry) String() string {
 func (*JournalEntry) ProtoMessage() {}
 
 func (x *JournalEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2752,7 @@ func (x *JournalEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
 func (*JournalEntry) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{27}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JournalEntry) GetSequence() uint64 {
@@ -2711,6 +2818,13 @@ func (x *JournalEntry) GetDetail() string {
 	return ""
 }
 
+func (x *JournalEntry) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
 type Member struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Uuid    string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
@@ -2724,7 +2838,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2850,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2863,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{28}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Member) GetUuid() string {
@@ -2796,7 +2910,7 @@ type ClassifyHostRequest struct {
 
 func (x *ClassifyHostRequest) Reset() {
 	*x = ClassifyHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2922,7 @@ func (x *ClassifyHostRequest) String() string {
 func (*ClassifyHostRequest) ProtoMessage() {}
 
 func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2935,7 @@ func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostRequest.ProtoReflect.Descriptor instead.
 func (*ClassifyHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClassifyHostRequest) GetUrl() string {
@@ -2877,7 +2991,7 @@ type ClassifyHostResponse struct {
 
 func (x *ClassifyHostResponse) Reset() {
 	*x = ClassifyHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3003,7 @@ func (x *ClassifyHostResponse) String() string {
 func (*ClassifyHostResponse) ProtoMessage() {}
 
 func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3016,7 @@ func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostResponse.ProtoReflect.Descriptor instead.
 func (*ClassifyHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClassifyHostResponse) GetHostClass() HostClass {
@@ -2970,7 +3084,7 @@ type JoinHostRequest struct {
 
 func (x *JoinHostRequest) Reset() {
 	*x = JoinHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3096,7 @@ func (x *JoinHostRequest) String() string {
 func (*JoinHostRequest) ProtoMessage() {}
 
 func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3109,7 @@ func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
 func (*JoinHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JoinHostRequest) GetPool() string {
@@ -3052,7 +3166,7 @@ type JoinHostResponse struct {
 
 func (x *JoinHostResponse) Reset() {
 	*x = JoinHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3178,7 @@ func (x *JoinHostResponse) String() string {
 func (*JoinHostResponse) ProtoMessage() {}
 
 func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3191,7 @@ func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostResponse.ProtoReflect.Descriptor instead.
 func (*JoinHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinHostResponse) GetHost() *Member {
@@ -3113,7 +3227,7 @@ type EjectHostRequest struct {
 
 func (x *EjectHostRequest) Reset() {
 	*x = EjectHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3239,7 @@ func (x *EjectHostRequest) String() string {
 func (*EjectHostRequest) ProtoMessage() {}
 
 func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3252,7 @@ func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostRequest.ProtoReflect.Descriptor instead.
 func (*EjectHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EjectHostRequest) GetPool() string {
@@ -3173,7 +3287,7 @@ type EjectHostResponse struct {
 
 func (x *EjectHostResponse) Reset() {
 	*x = EjectHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3185,7 +3299,7 @@ func (x *EjectHostResponse) String() string {
 func (*EjectHostResponse) ProtoMessage() {}
 
 func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3198,7 +3312,7 @@ func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostResponse.ProtoReflect.Descriptor instead.
 func (*EjectHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EjectHostResponse) GetHost() *Member {
@@ -3240,7 +3354,7 @@ type EnableXenHARequest struct {
 
 func (x *EnableXenHARequest) Reset() {
 	*x = EnableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3252,7 +3366,7 @@ func (x *EnableXenHARequest) String() string {
 func (*EnableXenHARequest) ProtoMessage() {}
 
 func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3265,7 +3379,7 @@ func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHARequest.ProtoReflect.Descriptor instead.
 func (*EnableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EnableXenHARequest) GetPool() string {
@@ -3318,7 +3432,7 @@ type EnableXenHAResponse struct {
 
 func (x *EnableXenHAResponse) Reset() {
 	*x = EnableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3444,7 @@ func (x *EnableXenHAResponse) String() string {
 func (*EnableXenHAResponse) ProtoMessage() {}
 
 func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3457,7 @@ func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*EnableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EnableXenHAResponse) GetTimeout() *durationpb.Duration {
@@ -3398,7 +3512,7 @@ type DisableXenHARequest struct {
 
 func (x *DisableXenHARequest) Reset() {
 	*x = DisableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3410,7 +3524,7 @@ func (x *DisableXenHARequest) String() string {
 func (*DisableXenHARequest) ProtoMessage() {}
 
 func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3423,7 +3537,7 @@ func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHARequest.ProtoReflect.Descriptor instead.
 func (*DisableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DisableXenHARequest) GetPool() string {
@@ -3452,7 +3566,7 @@ type DisableXenHAResponse struct {
 
 func (x *DisableXenHAResponse) Reset() {
 	*x = DisableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3578,7 @@ func (x *DisableXenHAResponse) String() string {
 func (*DisableXenHAResponse) ProtoMessage() {}
 
 func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3591,7 @@ func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*DisableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DisableXenHAResponse) GetDryRun() bool {
@@ -3514,7 +3628,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\n" +
 	"\x1fcloudstack/xenha/v1/xenha.proto\x12\x13cloudstack.xenha.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
 	"\rHAModeRequest\x12\x12\n" +
-	"\x04pool\x18\x01 \x01(\tR\x04pool\"\x92\b\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\"\xc4\b\n" +
 	"\x0eHAModeResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
 	"\tpool_uuid\x18\x02 \x01(\tR\bpoolUuid\x12?\n" +
@@ -3544,7 +3658,14 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x05hosts\x18\x13 \x03(\v2\x19.cloudstack.xenha.v1.HostR\x05hosts\x128\n" +
 	"\bwarnings\x18\x14 \x03(\v2\x1c.cloudstack.xenha.v1.WarningR\bwarnings\x12%\n" +
 	"\x0eevent_sequence\x18\x15 \x01(\x04R\reventSequence\x12+\n" +
-	"\x11event_incarnation\x18\x16 \x01(\tR\x10eventIncarnation\"h\n" +
+	"\x11event_incarnation\x18\x16 \x01(\tR\x10eventIncarnation\x120\n" +
+	"\x05lease\x18\x17 \x01(\v2\x1a.cloudstack.xenha.v1.LeaseR\x05lease\"\x8d\x01\n" +
+	"\x05Lease\x12\x16\n" +
+	"\x06holder\x18\x01 \x01(\tR\x06holder\x12%\n" +
+	"\x0eholder_address\x18\x02 \x01(\tR\rholderAddress\x12\x1b\n" +
+	"\theld_here\x18\x03 \x01(\bR\bheldHere\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"h\n" +
 	"\x06Master\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -3686,7 +3807,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"N\n" +
 	"\x0fJournalResponse\x12;\n" +
-	"\aentries\x18\x01 \x03(\v2!.cloudstack.xenha.v1.JournalEntryR\aentries\"\xfc\x01\n" +
+	"\aentries\x18\x01 \x03(\v2!.cloudstack.xenha.v1.JournalEntryR\aentries\"\x94\x02\n" +
 	"\fJournalEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
@@ -3697,7 +3818,9 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\thost_uuid\x18\x06 \x01(\tR\bhostUuid\x12\x14\n" +
 	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x0e\n" +
 	"\x02ok\x18\b \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\\\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\x12\x16\n" +
+	"\x06bridge\x18\n" +
+	" \x01(\tR\x06bridge\"\\\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -3854,7 +3977,7 @@ func file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(Controller)(0),               // 0: cloudstack.xenha.v1.Controller
 	(Policy)(0),                   // 1: cloudstack.xenha.v1.Policy
@@ -3866,124 +3989,126 @@ var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(HostClass)(0),                // 7: cloudstack.xenha.v1.HostClass
 	(*HAModeRequest)(nil),         // 8: cloudstack.xenha.v1.HAModeRequest
 	(*HAModeResponse)(nil),        // 9: cloudstack.xenha.v1.HAModeResponse
-	(*Master)(nil),                // 10: cloudstack.xenha.v1.Master
-	(*Host)(nil),                  // 11: cloudstack.xenha.v1.Host
-	(*XenHAEligibility)(nil),      // 12: cloudstack.xenha.v1.XenHAEligibility
-	(*Warning)(nil),               // 13: cloudstack.xenha.v1.Warning
-	(*ElectMasterRequest)(nil),    // 14: cloudstack.xenha.v1.ElectMasterRequest
-	(*ElectMasterResponse)(nil),   // 15: cloudstack.xenha.v1.ElectMasterResponse
-	(*TraceStep)(nil),             // 16: cloudstack.xenha.v1.TraceStep
-	(*FenceHostRequest)(nil),      // 17: cloudstack.xenha.v1.FenceHostRequest
-	(*BMC)(nil),                   // 18: cloudstack.xenha.v1.BMC
-	(*FenceHostResponse)(nil),     // 19: cloudstack.xenha.v1.FenceHostResponse
-	(*VMReset)(nil),               // 20: cloudstack.xenha.v1.VMReset
-	(*XenHAProgress)(nil),         // 21: cloudstack.xenha.v1.XenHAProgress
-	(*PoolEventsRequest)(nil),     // 22: cloudstack.xenha.v1.PoolEventsRequest
-	(*PoolEventsResponse)(nil),    // 23: cloudstack.xenha.v1.PoolEventsResponse
-	(*PoolEvent)(nil),             // 24: cloudstack.xenha.v1.PoolEvent
-	(*AttachPoolRequest)(nil),     // 25: cloudstack.xenha.v1.AttachPoolRequest
-	(*XAPITLS)(nil),               // 26: cloudstack.xenha.v1.XAPITLS
-	(*AttachPoolResponse)(nil),    // 27: cloudstack.xenha.v1.AttachPoolResponse
-	(*DetachPoolRequest)(nil),     // 28: cloudstack.xenha.v1.DetachPoolRequest
-	(*DetachPoolResponse)(nil),    // 29: cloudstack.xenha.v1.DetachPoolResponse
-	(*ListPoolsRequest)(nil),      // 30: cloudstack.xenha.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),     // 31: cloudstack.xenha.v1.ListPoolsResponse
-	(*PoolSummary)(nil),           // 32: cloudstack.xenha.v1.PoolSummary
-	(*JournalRequest)(nil),        // 33: cloudstack.xenha.v1.JournalRequest
-	(*JournalResponse)(nil),       // 34: cloudstack.xenha.v1.JournalResponse
-	(*JournalEntry)(nil),          // 35: cloudstack.xenha.v1.JournalEntry
-	(*Member)(nil),                // 36: cloudstack.xenha.v1.Member
-	(*ClassifyHostRequest)(nil),   // 37: cloudstack.xenha.v1.ClassifyHostRequest
-	(*ClassifyHostResponse)(nil),  // 38: cloudstack.xenha.v1.ClassifyHostResponse
-	(*JoinHostRequest)(nil),       // 39: cloudstack.xenha.v1.JoinHostRequest
-	(*JoinHostResponse)(nil),      // 40: cloudstack.xenha.v1.JoinHostResponse
-	(*EjectHostRequest)(nil),      // 41: cloudstack.xenha.v1.EjectHostRequest
-	(*EjectHostResponse)(nil),     // 42: cloudstack.xenha.v1.EjectHostResponse
-	(*EnableXenHARequest)(nil),    // 43: cloudstack.xenha.v1.EnableXenHARequest
-	(*EnableXenHAResponse)(nil),   // 44: cloudstack.xenha.v1.EnableXenHAResponse
-	(*DisableXenHARequest)(nil),   // 45: cloudstack.xenha.v1.DisableXenHARequest
-	(*DisableXenHAResponse)(nil),  // 46: cloudstack.xenha.v1.DisableXenHAResponse
-	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 48: google.protobuf.Duration
+	(*Lease)(nil),                 // 10: cloudstack.xenha.v1.Lease
+	(*Master)(nil),                // 11: cloudstack.xenha.v1.Master
+	(*Host)(nil),                  // 12: cloudstack.xenha.v1.Host
+	(*XenHAEligibility)(nil),      // 13: cloudstack.xenha.v1.XenHAEligibility
+	(*Warning)(nil),               // 14: cloudstack.xenha.v1.Warning
+	(*ElectMasterRequest)(nil),    // 15: cloudstack.xenha.v1.ElectMasterRequest
+	(*ElectMasterResponse)(nil),   // 16: cloudstack.xenha.v1.ElectMasterResponse
+	(*TraceStep)(nil),             // 17: cloudstack.xenha.v1.TraceStep
+	(*FenceHostRequest)(nil),      // 18: cloudstack.xenha.v1.FenceHostRequest
+	(*BMC)(nil),                   // 19: cloudstack.xenha.v1.BMC
+	(*FenceHostResponse)(nil),     // 20: cloudstack.xenha.v1.FenceHostResponse
+	(*VMReset)(nil),               // 21: cloudstack.xenha.v1.VMReset
+	(*XenHAProgress)(nil),         // 22: cloudstack.xenha.v1.XenHAProgress
+	(*PoolEventsRequest)(nil),     // 23: cloudstack.xenha.v1.PoolEventsRequest
+	(*PoolEventsResponse)(nil),    // 24: cloudstack.xenha.v1.PoolEventsResponse
+	(*PoolEvent)(nil),             // 25: cloudstack.xenha.v1.PoolEvent
+	(*AttachPoolRequest)(nil),     // 26: cloudstack.xenha.v1.AttachPoolRequest
+	(*XAPITLS)(nil),               // 27: cloudstack.xenha.v1.XAPITLS
+	(*AttachPoolResponse)(nil),    // 28: cloudstack.xenha.v1.AttachPoolResponse
+	(*DetachPoolRequest)(nil),     // 29: cloudstack.xenha.v1.DetachPoolRequest
+	(*DetachPoolResponse)(nil),    // 30: cloudstack.xenha.v1.DetachPoolResponse
+	(*ListPoolsRequest)(nil),      // 31: cloudstack.xenha.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),     // 32: cloudstack.xenha.v1.ListPoolsResponse
+	(*PoolSummary)(nil),           // 33: cloudstack.xenha.v1.PoolSummary
+	(*JournalRequest)(nil),        // 34: cloudstack.xenha.v1.JournalRequest
+	(*JournalResponse)(nil),       // 35: cloudstack.xenha.v1.JournalResponse
+	(*JournalEntry)(nil),          // 36: cloudstack.xenha.v1.JournalEntry
+	(*Member)(nil),                // 37: cloudstack.xenha.v1.Member
+	(*ClassifyHostRequest)(nil),   // 38: cloudstack.xenha.v1.ClassifyHostRequest
+	(*ClassifyHostResponse)(nil),  // 39: cloudstack.xenha.v1.ClassifyHostResponse
+	(*JoinHostRequest)(nil),       // 40: cloudstack.xenha.v1.JoinHostRequest
+	(*JoinHostResponse)(nil),      // 41: cloudstack.xenha.v1.JoinHostResponse
+	(*EjectHostRequest)(nil),      // 42: cloudstack.xenha.v1.EjectHostRequest
+	(*EjectHostResponse)(nil),     // 43: cloudstack.xenha.v1.EjectHostResponse
+	(*EnableXenHARequest)(nil),    // 44: cloudstack.xenha.v1.EnableXenHARequest
+	(*EnableXenHAResponse)(nil),   // 45: cloudstack.xenha.v1.EnableXenHAResponse
+	(*DisableXenHARequest)(nil),   // 46: cloudstack.xenha.v1.DisableXenHARequest
+	(*DisableXenHAResponse)(nil),  // 47: cloudstack.xenha.v1.DisableXenHAResponse
+	(*timestamppb.Timestamp)(nil), // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 49: google.protobuf.Duration
 }
 var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 0: cloudstack.xenha.v1.HAModeResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	1,  // 1: cloudstack.xenha.v1.HAModeResponse.policy:type_name -> cloudstack.xenha.v1.Policy
-	47, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
-	48, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
-	48, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
-	12, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
-	10, // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
-	11, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
-	13, // 8: cloudstack.xenha.v1.HAModeResponse.warnings:type_name -> cloudstack.xenha.v1.Warning
-	2,  // 9: cloudstack.xenha.v1.Warning.code:type_name -> cloudstack.xenha.v1.WarningCode
-	10, // 10: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
-	3,  // 11: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
-	16, // 12: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	47, // 13: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
-	18, // 14: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
-	4,  // 15: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
-	20, // 16: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
-	21, // 17: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
-	16, // 18: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	24, // 19: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
-	47, // 20: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
-	5,  // 21: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
-	6,  // 22: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
-	0,  // 23: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
-	13, // 24: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
-	1,  // 25: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
-	48, // 26: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
-	26, // 27: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	32, // 28: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
-	32, // 29: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
-	1,  // 30: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
-	0,  // 31: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
-	10, // 32: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
-	35, // 33: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
-	47, // 34: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
-	26, // 35: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	7,  // 36: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
-	36, // 37: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
-	36, // 38: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
-	26, // 39: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	36, // 40: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	36, // 41: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	48, // 42: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
-	48, // 43: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
-	0,  // 44: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
-	0,  // 45: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
-	8,  // 46: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
-	14, // 47: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
-	17, // 48: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
-	22, // 49: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
-	25, // 50: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
-	28, // 51: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
-	30, // 52: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
-	33, // 53: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
-	37, // 54: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
-	39, // 55: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
-	41, // 56: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
-	43, // 57: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
-	45, // 58: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
-	9,  // 59: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
-	15, // 60: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
-	19, // 61: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
-	23, // 62: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
-	27, // 63: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
-	29, // 64: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
-	31, // 65: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
-	34, // 66: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
-	38, // 67: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
-	40, // 68: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
-	42, // 69: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
-	44, // 70: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
-	46, // 71: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
-	59, // [59:72] is the sub-list for method output_type
-	46, // [46:59] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	48, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
+	49, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
+	49, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
+	13, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
+	11, // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
+	12, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
+	14, // 8: cloudstack.xenha.v1.HAModeResponse.warnings:type_name -> cloudstack.xenha.v1.Warning
+	10, // 9: cloudstack.xenha.v1.HAModeResponse.lease:type_name -> cloudstack.xenha.v1.Lease
+	2,  // 10: cloudstack.xenha.v1.Warning.code:type_name -> cloudstack.xenha.v1.WarningCode
+	11, // 11: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
+	3,  // 12: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
+	17, // 13: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
+	48, // 14: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
+	19, // 15: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
+	4,  // 16: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
+	21, // 17: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
+	22, // 18: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
+	17, // 19: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
+	25, // 20: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
+	48, // 21: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
+	5,  // 22: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
+	6,  // 23: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
+	0,  // 24: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
+	14, // 25: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
+	1,  // 26: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
+	49, // 27: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
+	27, // 28: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	33, // 29: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
+	33, // 30: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
+	1,  // 31: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
+	0,  // 32: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
+	11, // 33: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
+	36, // 34: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
+	48, // 35: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 36: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	7,  // 37: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
+	37, // 38: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
+	37, // 39: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
+	27, // 40: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	37, // 41: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	37, // 42: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	49, // 43: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
+	49, // 44: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
+	0,  // 45: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	0,  // 46: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	8,  // 47: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
+	15, // 48: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
+	18, // 49: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
+	23, // 50: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
+	26, // 51: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
+	29, // 52: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
+	31, // 53: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
+	34, // 54: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
+	38, // 55: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
+	40, // 56: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
+	42, // 57: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
+	44, // 58: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
+	46, // 59: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
+	9,  // 60: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
+	16, // 61: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
+	20, // 62: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
+	24, // 63: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
+	28, // 64: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
+	30, // 65: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
+	32, // 66: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
+	35, // 67: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
+	39, // 68: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
+	41, // 69: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
+	43, // 70: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
+	45, // 71: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
+	47, // 72: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
+	60, // [60:73] is the sub-list for method output_type
+	47, // [47:60] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_cloudstack_xenha_v1_xenha_proto_init() }
@@ -3997,7 +4122,7 @@ func file_cloudstack_xenha_v1_xenha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudstack_xenha_v1_xenha_proto_rawDesc), len(file_cloudstack_xenha_v1_xenha_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

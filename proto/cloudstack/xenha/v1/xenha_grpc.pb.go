@@ -19,6 +19,20 @@
 // forbids the call), UNAVAILABLE (XAPI unreachable), ABORTED (stale epoch),
 // OUT_OF_RANGE (an event stream's resume point is gone), RESOURCE_EXHAUSTED
 // (an event consumer too slow), UNAUTHENTICATED (no or wrong token).
+//
+// Several management servers: each runs a bridge, and the bridges share
+// CloudStack's MySQL database. Only the bridge holding a pool's lease acts
+// on it (ElectMaster, FenceHost, JoinHost, EjectHost, EnableXenHA,
+// DisableXenHA, unless dry_run; a XenHA-controlled pool, where no bridge
+// acts, is answered by all). Every bridge answers read-only calls from its
+// own view. The others refuse a call that would act:
+//   - FAILED_PRECONDITION with an ErrorInfo of reason NOT_LEASE_HOLDER and
+//     metadata holder, holder_address and pool_uuid when another bridge
+//     holds the lease: retrying here cannot succeed; send the call to the
+//     holder (the same request id is answered once, whichever bridge ran it);
+//   - UNAVAILABLE with an ErrorInfo of reason LEASE_UNCERTAIN when this
+//     bridge cannot tell (the database is unreachable, or its own lease ran
+//     out before it could renew it): nobody acts here until it can; retry.
 
 package xenhav1
 
