@@ -26,6 +26,8 @@ var schemaKeys = []string{
 	"pools[].fencing.heartbeat_timeout", "pools[].fencing.bmcs", "pools[].fencing.bmcs[].host",
 	"pools[].fencing.bmcs[].driver", "pools[].fencing.bmcs[].address", "pools[].fencing.bmcs[].username",
 	"pools[].fencing.bmcs[].password_file",
+	"journal.store", "journal.mysql", "journal.mysql.dsn", "journal.mysql.password_file", "journal.mysql.timeout",
+	"lease", "lease.id", "lease.advertise", "lease.duration", "lease.renew", "lease.margin",
 }
 
 // TestExampleYAML checks that example.yaml, with its /etc/xenha-bridge/
@@ -62,10 +64,20 @@ func TestExampleYAML(t *testing.T) {
 		t.Errorf("example.yaml loaded as %+v", cfg)
 	}
 
-	// Every key is documented in the example.
-	var root yaml.Node
-	if err := yaml.Unmarshal(example, &root); err != nil {
+	// Every key is documented in the examples.
+	shared, err := os.ReadFile("example-shared.yaml")
+	if err != nil {
 		t.Fatal(err)
+	}
+	writeFile(t, dir, "mysql.password", []byte("db-secret\n"), 0o600)
+	sharedPath := writeFile(t, dir, "shared.yaml", []byte(strings.ReplaceAll(string(shared), "/etc/xenha-bridge/", dir+"/")), 0o644)
+	scfg, err := Load(sharedPath)
+	if err != nil {
+		t.Fatalf("example-shared.yaml: %v", err)
+	}
+	if scfg.Journal.Store != StoreMySQL || scfg.Journal.MySQL.Password() != "db-secret" || scfg.Lease.ID != "mgmt-1" ||
+		scfg.Lease.Duration != DefaultLeaseDuration || scfg.Lease.Renew != DefaultLeaseRenew || scfg.Lease.Margin != DefaultLeaseMargin {
+		t.Errorf("example-shared.yaml loaded as %+v", scfg)
 	}
 	var found []string
 	var walk func(n *yaml.Node, path string)
@@ -91,7 +103,13 @@ func TestExampleYAML(t *testing.T) {
 			}
 		}
 	}
-	walk(&root, "")
+	for _, doc := range [][]byte{example, shared} {
+		var root yaml.Node
+		if err := yaml.Unmarshal(doc, &root); err != nil {
+			t.Fatal(err)
+		}
+		walk(&root, "")
+	}
 	sort.Strings(found)
 	want := slices.Clone(schemaKeys)
 	sort.Strings(want)
