@@ -205,6 +205,12 @@ pools:
 		}
 	}
 
+	// The operator's view on b says who acts.
+	if out, err := command(t, 15*time.Second, "status", "--addr", b.addr, "--entries", "0"); err != nil ||
+		!strings.Contains(out, "lease:      held by mgmt-a at "+a.addr) {
+		t.Fatalf("status on b: %v\n%s", err, out)
+	}
+
 	// a is paused past its lease: b takes over once it has run out.
 	a.signal(t, syscall.SIGSTOP)
 	took := b.waitHolds(t, 10*procLease)

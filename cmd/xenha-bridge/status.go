@@ -85,15 +85,17 @@ type statusReport struct {
 }
 
 type poolStatus struct {
-	Name          string          `json:"name"`
-	UUID          string          `json:"uuid"`
-	Observed      bool            `json:"observed"`
-	ObservedAt    *time.Time      `json:"observed_at,omitempty"`
-	Controller    string          `json:"controller"`
-	Policy        string          `json:"policy"`
-	HAEnabled     bool            `json:"ha_enabled"`
-	HATimeout     string          `json:"ha_timeout,omitempty"`
-	Epoch         uint64          `json:"epoch"`
+	Name       string     `json:"name"`
+	UUID       string     `json:"uuid"`
+	Observed   bool       `json:"observed"`
+	ObservedAt *time.Time `json:"observed_at,omitempty"`
+	Controller string     `json:"controller"`
+	Policy     string     `json:"policy"`
+	HAEnabled  bool       `json:"ha_enabled"`
+	HATimeout  string     `json:"ha_timeout,omitempty"`
+	Epoch      uint64     `json:"epoch"`
+	// Lease: several management servers; nil with one.
+	Lease         *leaseStatus    `json:"lease,omitempty"`
 	Master        masterStatus    `json:"master"`
 	HostCount     int             `json:"host_count"`
 	LiveHostCount int             `json:"live_host_count"`
@@ -103,6 +105,14 @@ type poolStatus struct {
 	// there are none when they could not be read.
 	Journal      []journalLine `json:"journal"`
 	JournalError string        `json:"journal_error,omitempty"`
+}
+
+type leaseStatus struct {
+	Holder        string `json:"holder"`
+	HolderAddress string `json:"holder_address"`
+	HeldHere      bool   `json:"held_here"`
+	Term          uint64 `json:"term"`
+	Error         string `json:"error,omitempty"`
 }
 
 type masterStatus struct {
@@ -242,6 +252,7 @@ func poolFromHAMode(m *pb.HAModeResponse) poolStatus {
 		Master: masterStatus{UUID: m.GetMaster().GetUuid(), Name: m.GetMaster().GetName(),
 			Address: m.GetMaster().GetAddress(), Reachable: m.GetMaster().GetReachable()},
 		HostCount: int(m.GetHostCount()), LiveHostCount: int(m.GetLiveHostCount()),
+		Lease: leaseFromPB(m.GetLease()),
 		Hosts: []hostStatus{}, Warnings: []warningStatus{}, Journal: []journalLine{},
 	}
 	if t := m.GetObservedAt(); t != nil && t.AsTime().Unix() > 0 {
@@ -409,6 +420,9 @@ func printPool(w io.Writer, p poolStatus, now time.Time, width int) {
 		observed = "last heard " + ago(now.Sub(*p.ObservedAt)) + " ago"
 	}
 	fmt.Fprintf(tw, "  epoch:\t%d (%s)\n", p.Epoch, observed)
+	if l := p.Lease; l != nil {
+		fmt.Fprintf(tw, "  lease:\t%s\n", leaseLine(l))
+	}
 	fmt.Fprintf(tw, "  hosts:\t%d of %d live\n", p.LiveHostCount, p.HostCount)
 	tw.Flush()
 	if len(p.Hosts) > 0 {
@@ -513,4 +527,24 @@ func ago(d time.Duration) string {
 		return d.Round(time.Minute).String()
 	}
 	return d.Round(time.Hour).String()
+}
+
+func leaseFromPB(l *pb.Lease) *leaseStatus {
+	if l == nil {
+		return nil
+	}
+	return &leaseStatus{Holder: l.GetHolder(), HolderAddress: l.GetHolderAddress(), HeldHere: l.GetHeldHere(), Term: l.GetTerm(), Error: l.GetError()}
+}
+
+// leaseLine says who may act on the pool, among several bridges.
+func leaseLine(l *leaseStatus) string {
+	switch {
+	case l.HeldHere:
+		return fmt.Sprintf("held by this bridge (%s), term %d: it acts on the pool", l.Holder, l.Term)
+	case l.Error != "":
+		return "unknown: " + l.Error + "; this bridge does not act"
+	case l.Holder == "":
+		return "nobody holds it yet"
+	}
+	return fmt.Sprintf("held by %s at %s, term %d: not acting here", l.Holder, orDash(l.HolderAddress), l.Term)
 }

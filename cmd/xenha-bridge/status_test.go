@@ -101,6 +101,7 @@ func sampleReport() *statusReport {
 			Detail: "XenHA controls this pool: the bridge never fences. Outside the liveset: false; its VMs halted: false."}},
 	}, {
 		Name: "cluster-b", Controller: "none", Policy: "observe", Hosts: []hostStatus{}, Warnings: []warningStatus{},
+		Lease:        &leaseStatus{Holder: "mgmt-2", HolderAddress: "10.0.0.22:50051", Term: 3},
 		JournalError: "Unimplemented: this bridge keeps no journal",
 	}}}
 }
@@ -123,7 +124,7 @@ func TestPrintStatus(t *testing.T) {
 		"    SEQ  TIME (UTC)       KIND   STEP        OK   EPOCH  HOST      REQUEST\n",
 		"    41   Nov 26 10:00:00  fence  controller  yes  7      a1b2c3d4  cs-17\n" +
 			"           XenHA controls this pool: the bridge never fences. Outside the liveset: false; its VMs halted: false.\n",
-		"  epoch:      0 (never observed)\n",
+		"  epoch:      0 (never observed)\n  lease:      held by mgmt-2 at 10.0.0.22:50051, term 3: not acting here\n",
 		"  warnings:   none\n",
 		"  journal:    cannot be read: Unimplemented: this bridge keeps no journal\n",
 	} {
@@ -143,6 +144,19 @@ func TestPrintStatus(t *testing.T) {
 	}
 	if !strings.Contains(narrow.String(), "           XenHA controls this pool: the bridge never fences. Outside the\n           liveset: false;") {
 		t.Errorf("the journal detail was not wrapped:\n%s", narrow.String())
+	}
+
+	if strings.Contains(out, "pool cluster-a  52fdfc07-2182-454f-963f-5f0f9a621d72\n  controller: xenha (policy auto, XenHA on, T=60s)\n  master:     xs1  10.0.0.11  9566c74d, reachable\n  epoch:      7 (last heard 3s ago)\n  lease") {
+		t.Error("a lease line for a bridge without leases")
+	}
+	for l, want := range map[*leaseStatus]string{
+		{Holder: "mgmt-1", HeldHere: true, Term: 2}:                    "held by this bridge (mgmt-1), term 2: it acts on the pool",
+		{Holder: "mgmt-1", Error: "the lease store cannot be reached"}: "unknown: the lease store cannot be reached; this bridge does not act",
+		{}: "nobody holds it yet",
+	} {
+		if got := leaseLine(l); got != want {
+			t.Errorf("leaseLine(%+v) = %q, want %q", *l, got, want)
+		}
 	}
 
 	var none bytes.Buffer
