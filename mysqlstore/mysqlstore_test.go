@@ -146,3 +146,39 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats: %+v %v", st, err)
 	}
 }
+
+// README's GRANT is enough: the schema, the journal, results, epochs,
+// leases and the metrics' size query.
+func TestTheDocumentedPrivilegesSuffice(t *testing.T) {
+	db := mariadbtest.New(t)
+	dsn, pw := db.User(t, "CREATE, ALTER, SELECT, INSERT, UPDATE")
+	s, err := Open(context.Background(), Config{DSN: dsn, Password: pw, Bridge: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Append(journal.Entry{Pool: "p", Kind: "fence", Step: "request"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveResult("fence", "p", "r", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RaiseEpoch("p", 2); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Acquire(context.Background(), "uuid", "a", "a:1", time.Second); err != nil || rec.Holder != "a" {
+		t.Fatalf("%+v %v", rec, err)
+	}
+	if err := s.Release(context.Background(), "uuid", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(); err != nil || st.Entries["p"] != 1 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	// Without CREATE the schema cannot be made, and the error says so.
+	db2 := mariadbtest.New(t)
+	dsn2, pw2 := db2.User(t, "SELECT, INSERT, UPDATE")
+	if _, err := Open(context.Background(), Config{DSN: dsn2, Password: pw2}); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("no CREATE: %v", err)
+	}
+}

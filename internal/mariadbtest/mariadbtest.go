@@ -222,3 +222,21 @@ func randHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// User creates an account with only the given privileges on d (e.g.
+// "SELECT, INSERT"), for tests of what the bridge needs; it returns the
+// DSN (without the password) and the password.
+func (d Database) User(t testing.TB, privileges string) (dsn, password string) {
+	t.Helper()
+	name, password := "u_"+randHex(4), randHex(12)
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'", name, password),
+		fmt.Sprintf("GRANT %s ON %s.* TO '%s'@'127.0.0.1'", privileges, d.Name, name),
+	} {
+		if _, err := srv.root.Exec(q); err != nil {
+			t.Fatalf("mariadb: %v", err)
+		}
+	}
+	t.Cleanup(func() { srv.root.Exec(fmt.Sprintf("DROP USER '%s'@'127.0.0.1'", name)) })
+	return fmt.Sprintf("%s@tcp(%s)/%s", name, d.Addr, d.Name), password
+}
