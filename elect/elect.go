@@ -193,7 +193,7 @@ func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
 // run is Elect; replayed tells a result answered from the journal.
 func (e *Elector) run(ctx context.Context, req Request) (_ *Result, replayed bool, _ error) {
 	view := req.Pool.View()
-	if err := fencing.CheckEpoch(req.ExpectedEpoch, view.Epoch); err != nil {
+	if err := fencing.CheckEpoch(req.ExpectedEpoch, fencing.PoolEpoch(e.opts.Journal, view)); err != nil {
 		return nil, false, err
 	}
 	if res, ok := e.stored(view.Name, req); ok {

@@ -284,6 +284,19 @@ func CheckEpoch(expected, current uint64) error {
 	return nil
 }
 
+// PoolEpoch is the epoch a request is checked against: the view's, or the
+// journal's when it is higher — with a shared store another bridge may
+// have raised it before this bridge's view caught up.
+func PoolEpoch(j journal.Store, view *xenha.PoolView) uint64 {
+	if j == nil {
+		return view.Epoch
+	}
+	if n, err := j.Epoch(view.Name); err == nil && n > view.Epoch {
+		return n
+	}
+	return view.Epoch
+}
+
 // Fence fences one host, or explains why not.
 func (f *Fencer) Fence(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
@@ -301,7 +314,7 @@ func (f *Fencer) attempt(ctx context.Context, req Request) (_ *Result, replayed 
 	if !ok {
 		return nil, false, fmt.Errorf("%w: %q in pool %s", ErrUnknownHost, req.Host, view.Name)
 	}
-	if err := CheckEpoch(req.ExpectedEpoch, view.Epoch); err != nil {
+	if err := CheckEpoch(req.ExpectedEpoch, PoolEpoch(f.opts.Journal, view)); err != nil {
 		return nil, false, err
 	}
 	if res, ok := f.stored(view.Name, req); ok {

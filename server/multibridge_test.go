@@ -399,3 +399,41 @@ func TestABridgeCutFromTheDatabaseStopsActing(t *testing.T) {
 		t.Fatalf("the cut bridge fenced (%d)", n)
 	}
 }
+
+// An epoch another bridge raised counts at once, before this bridge's view
+// catches up: an older request is refused, a current one is not "ahead".
+func TestTheSharedEpochCountsBeforeTheViewCatchesUp(t *testing.T) {
+	w := newMultiWorld(t)
+	a := w.bridge("mgmt-a")
+	holder(t, a)
+	r, err := a.c.HAMode(ctxFor(t), &pb.HAModeRequest{Pool: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := mysqlstore.Open(context.Background(), mysqlstore.Config{DSN: w.db.DSN(), Password: w.db.Password, Bridge: "mgmt-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	raised, err := other.RaiseEpoch("sim", r.GetEpoch()+5)
+	if err != nil || raised != r.GetEpoch()+5 {
+		t.Fatalf("raise: %d %v", raised, err)
+	}
+	host := w.sim.Info().Hosts[2].UUID
+	_, err = a.c.FenceHost(ctxFor(t), &pb.FenceHostRequest{Pool: "sim", Host: host, ExpectedEpoch: r.GetEpoch(), DryRun: true})
+	wantCode(t, err, codes.Aborted)
+	_, err = a.c.ElectMaster(ctxFor(t), &pb.ElectMasterRequest{Pool: "sim", ExpectedEpoch: r.GetEpoch(), DryRun: true})
+	wantCode(t, err, codes.Aborted)
+	if _, err := a.c.FenceHost(ctxFor(t), &pb.FenceHostRequest{Pool: "sim", Host: host, ExpectedEpoch: raised, DryRun: true}); err != nil {
+		t.Fatalf("the current epoch: %v", err)
+	}
+	// The view adopts it at the next probe.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if r, err := a.c.HAMode(ctxFor(t), &pb.HAModeRequest{Pool: "sim"}); err == nil && r.GetEpoch() == raised {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the view never adopted the shared epoch")
+		}
+	}
+}
