@@ -125,6 +125,7 @@ bench:
 	$(GO) run ./cmd/xenha-bench
 	$(GO) run ./cmd/xenha-bench -fence 10
 	$(GO) run ./cmd/xenha-bench -failover 5
+	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./mysqlstore
 
 # The Java shim (java-shim/): unit tests, the relocated CloudStack bundle, and
 # the end-to-end tests against bin/xenha-bridge on the simulator (about two
