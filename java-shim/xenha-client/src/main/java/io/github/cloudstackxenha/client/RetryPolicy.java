@@ -22,9 +22,16 @@ import cloudstack.xenha.v1.XenHAServiceGrpc;
  * {@code PoolEvents} stream (resumed by {@link PoolEventsListener} from the
  * last sequence instead).
  *
- * <p>Only {@code UNAVAILABLE} is retried: the call did not reach the bridge
- * or the bridge is restarting. A deadline is the caller's whole budget and
- * is never extended by a retry.
+ * <p>Only {@code UNAVAILABLE} is retried: the call did not reach the bridge,
+ * the bridge is restarting, or (several management servers) it answered
+ * {@code LEASE_UNCERTAIN} because it cannot tell who holds the pool's lease
+ * now; all transient, all retried alike for the calls above. ElectMaster and
+ * FenceHost get these too and are not retried: the caller sees an exception
+ * whose {@link XenHaBridgeException#isTransient()} is true (and
+ * {@link XenHaBridgeException#isLeaseUncertain()} for the latter) and decides.
+ * A NOT_LEASE_HOLDER refusal (FAILED_PRECONDITION) is never retried here: the
+ * client sends it once to the holder instead ({@link XenHaBridgeClient}).
+ * A deadline is the caller's whole budget and is never extended by a retry.
  */
 final class RetryPolicy {
     static final List<String> RETRIED_METHODS =

@@ -8,11 +8,16 @@ import java.security.cert.Certificate;
 import java.security.cert.CertificateException;
 import java.security.cert.CertificateFactory;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collection;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BiFunction;
 
 import cloudstack.xenha.v1.XenHAServiceGrpc;
 import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
@@ -30,6 +35,7 @@ import cloudstack.xenha.v1.Xenha.ListPoolsRequest;
 import cloudstack.xenha.v1.Xenha.PoolSummary;
 import io.grpc.ChannelCredentials;
 import io.grpc.ConnectivityState;
+import io.grpc.Deadline;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
@@ -48,9 +54,20 @@ import io.grpc.TlsChannelCredentials;
  * the call and its pool. The bearer token, when configured, goes on every
  * call; TLS and mTLS come from the configuration.
  *
+ * <p>Several management servers: ElectMaster and FenceHost are only carried
+ * out by the bridge holding the pool's lease. When another bridge refuses
+ * one with FAILED_PRECONDITION / {@code NOT_LEASE_HOLDER} naming the
+ * holder's address, the client sends the same request (same request id:
+ * the bridges answer it once whichever ran it) to that address, once,
+ * within the call's deadline, over a channel built with this client's
+ * settings and kept for later calls; if the holder fails the call too, that
+ * failure is thrown, never followed further. Nothing else is forwarded.
+ * {@link XenHaBridgeConfig#followLeaseHolder()} turns this off; the
+ * refusal then names the holder ({@link XenHaBridgeException#leaseHolder()}).
+ *
  * <p>Thread-safe: one client per management server, shared by the adapters.
  * {@link #close()} stops the event listeners it started, then shuts the
- * channel down and waits for it.
+ * channels down (the bridge's and the lease holders') and waits for them.
  */
 public final class XenHaBridgeClient implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(XenHaBridgeClient.class.getName());
@@ -61,14 +78,32 @@ public final class XenHaBridgeClient implements AutoCloseable {
     private final XenHAServiceGrpc.XenHAServiceBlockingStub blocking;
     private final XenHAServiceGrpc.XenHAServiceStub async;
     private final Set<PoolEventsListener> listeners = ConcurrentHashMap.newKeySet();
+    private final BearerToken token;
+    private final ChannelOpener opener;
+    /** Channels to lease holders, by address; guarded by itself, as is {@link #closed}. */
+    private final Map<String, ManagedChannel> holderChannels = new LinkedHashMap<>();
+    private boolean closed;
+
+    /** Opens a channel to another bridge (a lease holder) described by a configuration. */
+    @FunctionalInterface
+    interface ChannelOpener {
+        ManagedChannel open(XenHaBridgeConfig config) throws IOException;
+    }
 
     /**
      * Over a channel built elsewhere (tests use an in-process one, built with
-     * {@link #configure} like the real one).
+     * {@link #configure} like the real one). Lease holders are dialled as
+     * {@link #connect} dials the bridge.
      */
     XenHaBridgeClient(ManagedChannel channel, XenHaBridgeConfig config, BearerToken token) {
+        this(channel, config, token, XenHaBridgeClient::openChannel);
+    }
+
+    XenHaBridgeClient(ManagedChannel channel, XenHaBridgeConfig config, BearerToken token, ChannelOpener opener) {
         this.channel = channel;
         this.config = config;
+        this.token = token;
+        this.opener = opener;
         XenHAServiceGrpc.XenHAServiceBlockingStub b = XenHAServiceGrpc.newBlockingStub(channel);
         XenHAServiceGrpc.XenHAServiceStub a = XenHAServiceGrpc.newStub(channel);
         if (token != null) {
@@ -87,6 +122,19 @@ public final class XenHaBridgeClient implements AutoCloseable {
      * @throws IOException when a TLS or token file cannot be read
      */
     public static XenHaBridgeClient connect(XenHaBridgeConfig config) throws IOException {
+        BearerToken token = config.tokenFile() == null ? null
+                : BearerToken.fromFile(XenHaBridgeConfig.Keys.TOKEN_FILE, config.tokenFile());
+        ManagedChannel channel = openChannel(config);
+        LOG.log(System.Logger.Level.INFO, "xenha-bridge client: {0}", config);
+        return new XenHaBridgeClient(channel, config, token, XenHaBridgeClient::openChannel);
+    }
+
+    /**
+     * A channel to {@code config.target()} with the configuration's TLS
+     * settings, retries and keepalive: the bridge's, or a lease holder's
+     * (the same configuration with the holder as target).
+     */
+    static ManagedChannel openChannel(XenHaBridgeConfig config) throws IOException {
         ChannelCredentials creds = InsecureChannelCredentials.create();
         if (config.tls()) {
             TlsChannelCredentials.Builder tls = TlsChannelCredentials.newBuilder();
@@ -109,8 +157,6 @@ public final class XenHaBridgeClient implements AutoCloseable {
             }
             creds = tls.build();
         }
-        BearerToken token = config.tokenFile() == null ? null
-                : BearerToken.fromFile(XenHaBridgeConfig.Keys.TOKEN_FILE, config.tokenFile());
         ManagedChannelBuilder<?> builder;
         try {
             builder = Grpc.newChannelBuilder(config.target(), creds);
@@ -121,8 +167,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
         if (config.authority() != null) {
             builder.overrideAuthority(config.authority());
         }
-        LOG.log(System.Logger.Level.INFO, "xenha-bridge client: {0}", config);
-        return new XenHaBridgeClient(configure(builder, config).build(), config, token);
+        return configure(builder, config).build();
     }
 
     /** Fails, naming the key, unless the file holds at least one PEM certificate. */
@@ -174,29 +219,112 @@ public final class XenHaBridgeClient implements AutoCloseable {
     /**
      * Asks the bridge to make sure the pool has one live master. Not retried
      * by the channel: repeat it with the same {@code request_id} to get the
-     * first call's result.
+     * first call's result. Sent on to the pool's lease holder when another
+     * bridge refuses it with NOT_LEASE_HOLDER (see the class comment).
      */
     public ElectMasterResponse electMaster(ElectMasterRequest request) {
-        wake();
-        try {
-            return blocking.withDeadlineAfter(millis(config.electTimeout()), TimeUnit.MILLISECONDS).electMaster(request);
-        } catch (StatusRuntimeException e) {
-            throw XenHaBridgeException.from("ElectMaster", "pool=" + request.getPool() + ", request_id=" + request.getRequestId(), e);
-        }
+        return act("ElectMaster", "pool=" + request.getPool() + ", request_id=" + request.getRequestId(),
+                config.electTimeout(), request, XenHAServiceGrpc.XenHAServiceBlockingStub::electMaster);
     }
 
     /**
      * Asks the bridge to fence a dead host. Not retried by the channel:
      * repeat it with the same {@code request_id} to get the first call's
-     * result. The BMC password a request may carry is never printed.
+     * result. Sent on to the pool's lease holder when another bridge refuses
+     * it with NOT_LEASE_HOLDER (see the class comment). The BMC password a
+     * request may carry is never printed.
      */
     public FenceHostResponse fenceHost(FenceHostRequest request) {
+        return act("FenceHost", "pool=" + request.getPool() + ", host=" + request.getHost()
+                + ", request_id=" + request.getRequestId(), config.fenceTimeout(), request,
+                XenHAServiceGrpc.XenHAServiceBlockingStub::fenceHost);
+    }
+
+    /**
+     * A call that only the pool's lease holder carries out: sent to the
+     * bridge, and once more to the holder a NOT_LEASE_HOLDER refusal names,
+     * both within one deadline.
+     */
+    private <Q, R> R act(String rpc, String subject, Duration timeout, Q request,
+            BiFunction<XenHAServiceGrpc.XenHAServiceBlockingStub, Q, R> call) {
         wake();
+        Deadline deadline = Deadline.after(millis(timeout), TimeUnit.MILLISECONDS);
+        XenHaBridgeException refusal;
         try {
-            return blocking.withDeadlineAfter(millis(config.fenceTimeout()), TimeUnit.MILLISECONDS).fenceHost(request);
+            return call.apply(blocking.withDeadline(deadline), request);
         } catch (StatusRuntimeException e) {
-            throw XenHaBridgeException.from("FenceHost", "pool=" + request.getPool() + ", host=" + request.getHost()
-                    + ", request_id=" + request.getRequestId(), e);
+            refusal = XenHaBridgeException.from(rpc, subject, e);
+        }
+        if (!refusal.isNotLeaseHolder()) {
+            throw refusal;
+        }
+        String why = whyNotFollow(refusal);
+        if (why != null) {
+            LOG.log(System.Logger.Level.INFO, "{0}({1}): lease holder {2} at {3} not followed: {4}", rpc, subject,
+                    refusal.leaseHolder(), refusal.leaseHolderAddress(), why);
+            throw refusal;
+        }
+        XenHAServiceGrpc.XenHAServiceBlockingStub holder;
+        try {
+            holder = holderStub(refusal.leaseHolderAddress());
+        } catch (IOException | RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "{0}({1}): cannot reach lease holder {2} at {3} with this client''s settings: {4}",
+                    rpc, subject, refusal.leaseHolder(), refusal.leaseHolderAddress(), e.getMessage());
+            refusal.addSuppressed(e);
+            throw refusal;
+        }
+        LOG.log(System.Logger.Level.INFO, "{0}({1}): bridge {2} holds the pool''s lease: sending the call there ({3})", rpc,
+                subject, refusal.leaseHolder(), refusal.leaseHolderAddress());
+        try {
+            return call.apply(holder.withDeadline(deadline), request);
+        } catch (StatusRuntimeException e) {
+            throw XenHaBridgeException.fromLeaseHolder(rpc, subject, refusal, e);
+        }
+    }
+
+    /** Why a NOT_LEASE_HOLDER refusal is not sent on to the holder, or null when it is. */
+    private String whyNotFollow(XenHaBridgeException refusal) {
+        if (!config.followLeaseHolder()) {
+            return XenHaBridgeConfig.Keys.LEASE_FOLLOW_HOLDER + " is false";
+        }
+        String address = refusal.leaseHolderAddress().trim();
+        if (address.isEmpty()) {
+            return "the refusal gives no holder_address";
+        }
+        if (address.toLowerCase(Locale.ROOT).equals(config.target().trim().toLowerCase(Locale.ROOT))) {
+            return "it is the address this client calls";
+        }
+        return null;
+    }
+
+    /** A stub over the (cached) channel to a lease holder, with this client's token. */
+    private XenHAServiceGrpc.XenHAServiceBlockingStub holderStub(String address) throws IOException {
+        ManagedChannel ch;
+        synchronized (holderChannels) {
+            if (closed) {
+                throw new IllegalStateException("the client is closed");
+            }
+            ch = holderChannels.get(address);
+            if (ch == null) {
+                // The configuration's rules apply to the holder's address too:
+                // plaintext only to loopback.
+                XenHaBridgeConfig holderConfig = config.toBuilder().target(address).build();
+                ch = opener.open(holderConfig);
+                holderChannels.put(address, ch);
+                LOG.log(System.Logger.Level.INFO, "xenha-bridge client: channel to lease holder at {0}", address);
+            }
+        }
+        if (ch.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
+            ch.resetConnectBackoff();
+        }
+        XenHAServiceGrpc.XenHAServiceBlockingStub stub = XenHAServiceGrpc.newBlockingStub(ch);
+        return token == null ? stub : stub.withCallCredentials(token);
+    }
+
+    /** The channels to lease holders opened so far, by address (for tests). */
+    Map<String, ManagedChannel> holderChannels() {
+        synchronized (holderChannels) {
+            return new LinkedHashMap<>(holderChannels);
         }
     }
 
@@ -267,24 +395,45 @@ public final class XenHaBridgeClient implements AutoCloseable {
     }
 
     /**
-     * Stops the listeners, then shuts the channel down, waiting up to 5 s for
-     * calls in flight before cancelling them.
+     * Stops the listeners, then shuts the channels down (the bridge's and the
+     * lease holders'), waiting up to 5 s for calls in flight before
+     * cancelling them.
      */
     @Override
     public void close() {
         for (PoolEventsListener l : listeners) {
             l.close();
         }
-        channel.shutdown();
+        List<ManagedChannel> all = new ArrayList<>();
+        all.add(channel);
+        synchronized (holderChannels) {
+            closed = true;
+            all.addAll(holderChannels.values());
+        }
+        for (ManagedChannel ch : all) {
+            ch.shutdown();
+        }
         try {
-            if (!channel.awaitTermination(CLOSE_GRACE.toMillis(), TimeUnit.MILLISECONDS)) {
+            long until = System.nanoTime() + CLOSE_GRACE.toNanos();
+            boolean busy = false;
+            for (ManagedChannel ch : all) {
+                busy |= !ch.awaitTermination(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
+            }
+            if (busy) {
                 LOG.log(System.Logger.Level.WARNING, "xenha-bridge channel still busy after {0}: cancelling its calls",
                         Durations.format(CLOSE_GRACE));
-                channel.shutdownNow();
-                channel.awaitTermination(CLOSE_GRACE.toMillis(), TimeUnit.MILLISECONDS);
+                for (ManagedChannel ch : all) {
+                    ch.shutdownNow();
+                }
+                until = System.nanoTime() + CLOSE_GRACE.toNanos();
+                for (ManagedChannel ch : all) {
+                    ch.awaitTermination(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
+                }
             }
         } catch (InterruptedException e) {
-            channel.shutdownNow();
+            for (ManagedChannel ch : all) {
+                ch.shutdownNow();
+            }
             Thread.currentThread().interrupt();
         }
     }
@@ -301,8 +450,15 @@ public final class XenHaBridgeClient implements AutoCloseable {
         }
     }
 
-    /** Whether {@link #close()} has finished with the channel. */
+    /** Whether {@link #close()} has finished with the channels. */
     public boolean isTerminated() {
+        synchronized (holderChannels) {
+            for (ManagedChannel ch : holderChannels.values()) {
+                if (!ch.isTerminated()) {
+                    return false;
+                }
+            }
+        }
         return channel.isTerminated();
     }
 

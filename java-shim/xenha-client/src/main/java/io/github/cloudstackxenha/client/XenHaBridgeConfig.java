@@ -20,6 +20,24 @@ import java.util.TreeSet;
  *
  * <p>Plaintext is only allowed to a loopback address, the rule the bridge
  * applies to its own listener: any other target needs TLS.
+ *
+ * <p><b>Several management servers.</b> Each runs a bridge, and only the
+ * bridge holding a pool's lease acts on the pool (ElectMaster, FenceHost and
+ * the other calls that change it); another bridge refuses such a call with
+ * FAILED_PRECONDITION naming the holder and the address where it serves
+ * gRPC. With {@code xenha.bridge.lease.follow_holder=true} (the default) the
+ * client then sends the same request once to that address, at most one hop:
+ * the bridges answer a request id once whichever of them ran it, so this is
+ * safe. The holder is reached with this configuration's own settings: the
+ * same TLS, CA file, client certificate, {@code tls.authority} (when set,
+ * every bridge's certificate must carry that name), token, retry policy,
+ * and the call's deadline, which covers both hops. The rule above applies
+ * to the holder's address too: a plaintext configuration only follows a
+ * holder on a loopback address. A holder address equal to
+ * {@code xenha.bridge.target} is not followed. With {@code false}, or when
+ * the holder cannot be followed, the refusal is thrown; its
+ * {@link XenHaBridgeException#leaseHolder()} and
+ * {@link XenHaBridgeException#leaseHolderAddress()} say who holds the pool.
  */
 public final class XenHaBridgeConfig {
     /** The keys {@link #fromProperties} reads. */
@@ -39,10 +57,12 @@ public final class XenHaBridgeConfig {
         public static final String EVENTS_STREAM_MAX_AGE = "xenha.bridge.events.stream_max_age";
         public static final String EVENTS_RETRY_INITIAL = "xenha.bridge.events.retry_initial";
         public static final String EVENTS_RETRY_MAX = "xenha.bridge.events.retry_max";
+        /** Whether a call refused by a bridge that does not hold the pool's lease is sent to the holder (default true). */
+        public static final String LEASE_FOLLOW_HOLDER = "xenha.bridge.lease.follow_holder";
 
         static final Set<String> ALL = Set.of(TARGET, TLS_ENABLED, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE,
                 TLS_AUTHORITY, TOKEN_FILE, TIMEOUT_READ, TIMEOUT_REGISTRY, TIMEOUT_ELECT, TIMEOUT_FENCE,
-                RETRY_MAX_ATTEMPTS, EVENTS_STREAM_MAX_AGE, EVENTS_RETRY_INITIAL, EVENTS_RETRY_MAX);
+                RETRY_MAX_ATTEMPTS, EVENTS_STREAM_MAX_AGE, EVENTS_RETRY_INITIAL, EVENTS_RETRY_MAX, LEASE_FOLLOW_HOLDER);
 
         private Keys() {
         }
@@ -66,6 +86,7 @@ public final class XenHaBridgeConfig {
     private final Duration streamMaxAge;
     private final Duration eventsRetryInitial;
     private final Duration eventsRetryMax;
+    private final boolean followLeaseHolder;
 
     private XenHaBridgeConfig(Builder b) {
         target = b.target;
@@ -83,10 +104,33 @@ public final class XenHaBridgeConfig {
         streamMaxAge = b.streamMaxAge;
         eventsRetryInitial = b.eventsRetryInitial;
         eventsRetryMax = b.eventsRetryMax;
+        followLeaseHolder = b.followLeaseHolder;
     }
 
     public static Builder builder() {
         return new Builder();
+    }
+
+    /** A builder holding this configuration's values, to change some of them. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.target = target;
+        b.tls = tls;
+        b.caFile = caFile;
+        b.certFile = certFile;
+        b.keyFile = keyFile;
+        b.authority = authority;
+        b.tokenFile = tokenFile;
+        b.readTimeout = readTimeout;
+        b.registryTimeout = registryTimeout;
+        b.electTimeout = electTimeout;
+        b.fenceTimeout = fenceTimeout;
+        b.retryMaxAttempts = retryMaxAttempts;
+        b.streamMaxAge = streamMaxAge;
+        b.eventsRetryInitial = eventsRetryInitial;
+        b.eventsRetryMax = eventsRetryMax;
+        b.followLeaseHolder = followLeaseHolder;
+        return b;
     }
 
     /**
@@ -156,6 +200,9 @@ public final class XenHaBridgeConfig {
         }
         if ((v = value(props, Keys.EVENTS_RETRY_MAX)) != null) {
             b.eventsRetryMax(Durations.parse(Keys.EVENTS_RETRY_MAX, v));
+        }
+        if ((v = value(props, Keys.LEASE_FOLLOW_HOLDER)) != null) {
+            b.followLeaseHolder(parseBoolean(Keys.LEASE_FOLLOW_HOLDER, v));
         }
         return b.build();
     }
@@ -246,6 +293,14 @@ public final class XenHaBridgeConfig {
         return eventsRetryMax;
     }
 
+    /**
+     * Whether a call refused with NOT_LEASE_HOLDER is sent once to the
+     * lease holder the refusal names (see the class comment). Default true.
+     */
+    public boolean followLeaseHolder() {
+        return followLeaseHolder;
+    }
+
     /** Everything but secrets: the token file's path is shown, never its content. */
     @Override
     public String toString() {
@@ -256,7 +311,8 @@ public final class XenHaBridgeConfig {
                 + (tokenFile != null ? ", tokenFile=" + tokenFile : "")
                 + ", timeouts{read=" + Durations.format(readTimeout) + ", registry=" + Durations.format(registryTimeout)
                 + ", elect=" + Durations.format(electTimeout) + ", fence=" + Durations.format(fenceTimeout)
-                + "}, retryMaxAttempts=" + retryMaxAttempts + ", streamMaxAge=" + Durations.format(streamMaxAge) + "}";
+                + "}, retryMaxAttempts=" + retryMaxAttempts + ", streamMaxAge=" + Durations.format(streamMaxAge)
+                + ", followLeaseHolder=" + followLeaseHolder + "}";
     }
 
     /** Builds a configuration; {@link #build()} checks it. */
@@ -276,6 +332,7 @@ public final class XenHaBridgeConfig {
         private Duration streamMaxAge = Duration.ofMinutes(15);
         private Duration eventsRetryInitial = Duration.ofMillis(250);
         private Duration eventsRetryMax = Duration.ofSeconds(30);
+        private boolean followLeaseHolder = true;
 
         private Builder() {
         }
@@ -352,6 +409,12 @@ public final class XenHaBridgeConfig {
 
         public Builder eventsRetryMax(Duration v) {
             eventsRetryMax = v;
+            return this;
+        }
+
+        /** See {@link XenHaBridgeConfig#followLeaseHolder()}. */
+        public Builder followLeaseHolder(boolean v) {
+            followLeaseHolder = v;
             return this;
         }
 

@@ -24,13 +24,31 @@ import io.grpc.protobuf.StatusProto;
  * names, the violations of a {@code PreconditionFailure} (an ElectMaster
  * refusal carries its whole trace there) and the reason of an
  * {@code ErrorInfo} ({@code STALE_EPOCH}, {@code RESUME_POINT_GONE},
- * {@code XENHA_NOT_CONVERGED}).
+ * {@code XENHA_NOT_CONVERGED}, {@code NOT_LEASE_HOLDER}, {@code LEASE_UNCERTAIN}).
+ *
+ * <p>Several management servers: a bridge that does not hold a pool's lease
+ * refuses a call that would act with FAILED_PRECONDITION and
+ * {@code NOT_LEASE_HOLDER}; {@link #leaseHolder()} and
+ * {@link #leaseHolderAddress()} name the bridge that holds it (the message
+ * does too, as {@code [lease holder <id> at <host:port>]} unless the
+ * bridge's own reason already names it). When the client followed such a
+ * refusal to the holder and the holder failed the call as well, the
+ * exception is the holder's answer: the subject ends with
+ * {@code via lease holder <id> at <host:port>}, {@link #answeredByLeaseHolder()}
+ * is true and the first refusal is attached as a suppressed exception.
+ * {@code LEASE_UNCERTAIN} (UNAVAILABLE: the bridge cannot tell who holds
+ * the lease now) is {@linkplain #isTransient() transient}.
  *
  * <p>The subject is built by the client from pool and host names only: no
  * request is ever printed, so a password or token cannot reach the message.
  */
 public final class XenHaBridgeException extends RuntimeException {
     private static final long serialVersionUID = 1L;
+
+    /** The ErrorInfo reason of a refusal by a bridge that does not hold the pool's lease. */
+    public static final String NOT_LEASE_HOLDER = "NOT_LEASE_HOLDER";
+    /** The ErrorInfo reason of an UNAVAILABLE from a bridge that cannot tell who holds the pool's lease. */
+    public static final String LEASE_UNCERTAIN = "LEASE_UNCERTAIN";
 
     /** One violation of a {@code PreconditionFailure} detail. */
     public static final class Violation implements java.io.Serializable {
@@ -72,12 +90,16 @@ public final class XenHaBridgeException extends RuntimeException {
     private final String errorReason;
     private final transient Map<String, String> errorMetadata;
     private final String resourceType;
+    private final String leaseHolder;
+    private final String leaseHolderAddress;
+    private final boolean answeredByLeaseHolder;
 
     private XenHaBridgeException(String rpc, String subject, Status.Code code, String reason, String field,
             List<Violation> violations, String errorReason, Map<String, String> errorMetadata, String resourceType,
-            Throwable cause) {
+            String leaseHolder, String leaseHolderAddress, boolean answeredByLeaseHolder, Throwable cause) {
         super(rpc + "(" + subject + "): " + code + (reason.isEmpty() ? "" : ": " + reason)
-                + (field.isEmpty() ? "" : " [field " + field + "]"), cause);
+                + (field.isEmpty() ? "" : " [field " + field + "]")
+                + holderSuffix(errorReason, reason, leaseHolder, leaseHolderAddress), cause);
         this.rpc = rpc;
         this.code = code;
         this.reason = reason;
@@ -86,6 +108,21 @@ public final class XenHaBridgeException extends RuntimeException {
         this.errorReason = errorReason;
         this.errorMetadata = errorMetadata;
         this.resourceType = resourceType;
+        this.leaseHolder = leaseHolder;
+        this.leaseHolderAddress = leaseHolderAddress;
+        this.answeredByLeaseHolder = answeredByLeaseHolder;
+    }
+
+    /** Names the holder of a NOT_LEASE_HOLDER refusal in the message, unless the bridge's reason does. */
+    private static String holderSuffix(String errorReason, String reason, String holder, String address) {
+        if (!NOT_LEASE_HOLDER.equals(errorReason) || (holder.isEmpty() && address.isEmpty())) {
+            return "";
+        }
+        boolean named = (holder.isEmpty() || reason.contains(holder)) && (address.isEmpty() || reason.contains(address));
+        if (named) {
+            return "";
+        }
+        return " [lease holder " + (holder.isEmpty() ? "?" : holder) + (address.isEmpty() ? "" : " at " + address) + "]";
     }
 
     /**
@@ -95,6 +132,24 @@ public final class XenHaBridgeException extends RuntimeException {
      * @param subject what the call was about, e.g. {@code pool=sim, host=host-2}; never secrets
      */
     static XenHaBridgeException from(String rpc, String subject, StatusRuntimeException e) {
+        return translate(rpc, subject, e, null);
+    }
+
+    /**
+     * Translates the failure of a call sent to the lease holder that
+     * {@code refusal} named: the subject says where it was answered, the
+     * refusal is attached as suppressed.
+     */
+    static XenHaBridgeException fromLeaseHolder(String rpc, String subject, XenHaBridgeException refusal,
+            StatusRuntimeException e) {
+        XenHaBridgeException x = translate(rpc, subject + ", via lease holder " + refusal.leaseHolder()
+                + " at " + refusal.leaseHolderAddress(), e, refusal);
+        x.addSuppressed(refusal);
+        return x;
+    }
+
+    private static XenHaBridgeException translate(String rpc, String subject, StatusRuntimeException e,
+            XenHaBridgeException followed) {
         Status s = e.getStatus();
         String field = "";
         List<Violation> violations = new ArrayList<>();
@@ -128,14 +183,24 @@ public final class XenHaBridgeException extends RuntimeException {
             }
         }
         String reason = s.getDescription() == null ? "" : s.getDescription();
+        String holder = "";
+        String holderAddress = "";
+        if (s.getCode() == Status.Code.FAILED_PRECONDITION && NOT_LEASE_HOLDER.equals(errorReason)) {
+            holder = errorMetadata.getOrDefault("holder", "");
+            holderAddress = errorMetadata.getOrDefault("holder_address", "");
+        } else if (followed != null) {
+            holder = followed.leaseHolder();
+            holderAddress = followed.leaseHolderAddress();
+        }
         return new XenHaBridgeException(rpc, subject, s.getCode(), reason, field,
-                Collections.unmodifiableList(violations), errorReason, errorMetadata, resourceType, e);
+                Collections.unmodifiableList(violations), errorReason, errorMetadata, resourceType, holder, holderAddress,
+                followed != null, e);
     }
 
     /** A failure found by the client itself (no call made, or a call's result unusable). */
     static XenHaBridgeException local(String rpc, String subject, Status.Code code, String reason, Throwable cause) {
         return new XenHaBridgeException(rpc, subject, code, reason, "", Collections.emptyList(), "", Collections.emptyMap(), "",
-                cause);
+                "", "", false, cause);
     }
 
     /** The RPC that failed, e.g. {@code ElectMaster}. */
@@ -177,7 +242,53 @@ public final class XenHaBridgeException extends RuntimeException {
         return resourceType;
     }
 
-    /** The bridge was not reached or did not answer in time: another try may work. */
+    /**
+     * A bridge that does not hold the pool's lease refused the call
+     * (FAILED_PRECONDITION, {@code NOT_LEASE_HOLDER}): retrying at that
+     * bridge cannot succeed; {@link #leaseHolderAddress()} is where the call
+     * can.
+     */
+    public boolean isNotLeaseHolder() {
+        return code == Status.Code.FAILED_PRECONDITION && NOT_LEASE_HOLDER.equals(errorReason);
+    }
+
+    /**
+     * The bridge could not tell who holds the pool's lease (UNAVAILABLE,
+     * {@code LEASE_UNCERTAIN}: its database unreachable, or its own lease
+     * ran out): nobody acted; transient.
+     */
+    public boolean isLeaseUncertain() {
+        return code == Status.Code.UNAVAILABLE && LEASE_UNCERTAIN.equals(errorReason);
+    }
+
+    /**
+     * The bridge id that holds the pool's lease, as a NOT_LEASE_HOLDER
+     * refusal named it (this error's or, when the client followed one to the
+     * holder, that refusal's); "" when no refusal named one.
+     */
+    public String leaseHolder() {
+        return leaseHolder;
+    }
+
+    /** Where {@link #leaseHolder()} serves gRPC (host:port), or "". */
+    public String leaseHolderAddress() {
+        return leaseHolderAddress;
+    }
+
+    /**
+     * This error is the lease holder's answer to a call the client sent
+     * there after another bridge refused it with NOT_LEASE_HOLDER (attached
+     * as suppressed).
+     */
+    public boolean answeredByLeaseHolder() {
+        return answeredByLeaseHolder;
+    }
+
+    /**
+     * The bridge was not reached or did not answer in time, or could not
+     * tell who holds the pool's lease ({@code LEASE_UNCERTAIN}): another try
+     * may work.
+     */
     public boolean isTransient() {
         return code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED;
     }

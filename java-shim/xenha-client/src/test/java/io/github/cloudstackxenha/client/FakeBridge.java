@@ -1,6 +1,8 @@
 package io.github.cloudstackxenha.client;
 
 import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -42,6 +44,7 @@ import cloudstack.xenha.v1.Xenha.PoolEventsResponse;
 import cloudstack.xenha.v1.Xenha.PoolSummary;
 import io.grpc.Context;
 import io.grpc.Deadline;
+import io.grpc.InsecureServerCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Server;
@@ -53,6 +56,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -62,6 +66,11 @@ import io.grpc.stub.StreamObserver;
  * requests, deadlines and headers, and an event hub with the bridge's
  * resume rules (incarnation, retention, OUT_OF_RANGE, RESOURCE_EXHAUSTED).
  * Shared with the adapters' tests through the test jar.
+ *
+ * <p>{@link #startOnLoopback()} also serves the same service on a real
+ * loopback port (plaintext, as the bridge allows on loopback), so that its
+ * {@link #address()} can be dialled: another bridge's NOT_LEASE_HOLDER
+ * refusal names it as the lease holder.
  */
 public final class FakeBridge implements AutoCloseable {
     private static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
@@ -69,16 +78,45 @@ public final class FakeBridge implements AutoCloseable {
     private final String name = InProcessServerBuilder.generateName();
     private final Service service = new Service();
     private final Server server;
+    private final Server loopback;
     private final List<ManagedChannel> channels = new CopyOnWriteArrayList<>();
 
-    private FakeBridge() throws IOException {
+    private FakeBridge(boolean onLoopback) throws IOException {
         server = InProcessServerBuilder.forName(name).directExecutor()
                 .addService(ServerInterceptors.intercept(service, new Recorder()))
                 .build().start();
+        if (onLoopback) {
+            Server s;
+            try {
+                s = NettyServerBuilder.forAddress(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0),
+                        InsecureServerCredentials.create())
+                        .addService(ServerInterceptors.intercept(service, new Recorder()))
+                        .build().start();
+            } catch (IOException | RuntimeException e) {
+                server.shutdownNow();
+                throw e;
+            }
+            loopback = s;
+        } else {
+            loopback = null;
+        }
     }
 
     public static FakeBridge start() throws IOException {
-        return new FakeBridge();
+        return new FakeBridge(false);
+    }
+
+    /** In process and on a loopback port: {@link #address()}. */
+    public static FakeBridge startOnLoopback() throws IOException {
+        return new FakeBridge(true);
+    }
+
+    /** host:port of the loopback listener ({@link #startOnLoopback()} only). */
+    public String address() {
+        if (loopback == null) {
+            throw new IllegalStateException("started without a loopback listener: use startOnLoopback()");
+        }
+        return InetAddress.getLoopbackAddress().getHostAddress() + ":" + loopback.getPort();
     }
 
     public Service service() {
@@ -115,6 +153,9 @@ public final class FakeBridge implements AutoCloseable {
         }
         service.hub.closeAll(Status.UNAVAILABLE.withDescription("bridge stopped"));
         server.shutdownNow();
+        if (loopback != null) {
+            loopback.shutdownNow();
+        }
     }
 
     /** A status with a google.rpc detail, as the bridge's errors.go builds them. */
@@ -146,6 +187,23 @@ public final class FakeBridge implements AutoCloseable {
     public static StatusRuntimeException staleEpoch() {
         return withDetail(Status.Code.ABORTED, "stale epoch: 1 < 2", ErrorInfo.newBuilder().setReason("STALE_EPOCH")
                 .setDomain("xenha-bridge").putMetadata("hint", "read HAMode again and decide on the current state").build());
+    }
+
+    /**
+     * FAILED_PRECONDITION from a bridge that does not hold the pool's lease,
+     * as errors.go builds it (lease.NotHolderError's message and ErrorInfo).
+     */
+    public static StatusRuntimeException notLeaseHolder(String holder, String holderAddress, String poolUuid) {
+        return withDetail(Status.Code.FAILED_PRECONDITION, "bridge " + holder + (holderAddress.isEmpty() ? "" : " at " + holderAddress)
+                + " holds the lease of pool " + poolUuid + ": only it may act on the pool; send the call there",
+                ErrorInfo.newBuilder().setReason("NOT_LEASE_HOLDER").setDomain("xenha-bridge").putMetadata("pool_uuid", poolUuid)
+                        .putMetadata("holder", holder).putMetadata("holder_address", holderAddress).build());
+    }
+
+    /** UNAVAILABLE from a bridge that cannot tell who holds the pool's lease, as errors.go builds it. */
+    public static StatusRuntimeException leaseUncertain() {
+        return withDetail(Status.Code.UNAVAILABLE, "the lease store cannot be reached: who holds the lease is unknown",
+                ErrorInfo.newBuilder().setReason("LEASE_UNCERTAIN").setDomain("xenha-bridge").build());
     }
 
     /** What the server saw of one call. */

@@ -51,6 +51,11 @@ class TlsTest {
     @BeforeEach
     void startServer() throws IOException {
         service = new FakeBridge.Service();
+        server = startTlsServer(service);
+    }
+
+    /** A bridge on a loopback port with mTLS that wants the token "right-token". */
+    private Server startTlsServer(FakeBridge.Service service) throws IOException {
         ServerInterceptor requireToken = new ServerInterceptor() {
             @Override
             public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata h, ServerCallHandler<Q, R> next) {
@@ -66,7 +71,7 @@ class TlsTest {
                 .trustManager(cert(dir, "ca.pem").toFile())
                 .clientAuth(TlsServerCredentials.ClientAuth.REQUIRE)
                 .build();
-        server = Grpc.newServerBuilderForPort(0, creds).addService(ServerInterceptors.intercept(service, requireToken)).build().start();
+        return Grpc.newServerBuilderForPort(0, creds).addService(ServerInterceptors.intercept(service, requireToken)).build().start();
     }
 
     @AfterEach
@@ -91,6 +96,27 @@ class TlsTest {
         try (XenHaBridgeClient c = XenHaBridgeClient.connect(config().certFile(cert(dir, "client.pem"))
                 .keyFile(cert(dir, "client.key")).tokenFile(token("right-token")).build())) {
             assertEquals("sim", c.haMode("sim").getPool());
+        }
+    }
+
+    @Test
+    void aRefusalIsFollowedToTheLeaseHolderWithTheSameTlsAndToken() throws IOException {
+        FakeBridge.Service holderService = new FakeBridge.Service();
+        Server holder = startTlsServer(holderService);
+        try {
+            String holderAddress = "127.0.0.1:" + holder.getPort();
+            service.failNext("FenceHost", FakeBridge.notLeaseHolder("bridge-b", holderAddress, "pool-uuid-sim"));
+            try (XenHaBridgeClient c = XenHaBridgeClient.connect(config().certFile(cert(dir, "client.pem"))
+                    .keyFile(cert(dir, "client.key")).tokenFile(token("right-token")).build())) {
+                c.fenceHost(cloudstack.xenha.v1.Xenha.FenceHostRequest.newBuilder().setPool("sim").setHost("h")
+                        .setRequestId("f-tls").build());
+                // the holder, like the first bridge, only answers mTLS with the right token
+                assertEquals("f-tls", holderService.fenceRequests.get(0).getRequestId());
+                assertEquals(1, service.fenceRequests.size());
+                assertEquals(1, holderService.fenceRequests.size());
+            }
+        } finally {
+            holder.shutdownNow();
         }
     }
 

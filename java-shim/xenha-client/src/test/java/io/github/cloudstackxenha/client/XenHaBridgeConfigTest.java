@@ -39,6 +39,7 @@ class XenHaBridgeConfigTest {
         assertEquals(Duration.ofMinutes(5), c.fenceTimeout());
         assertEquals(4, c.retryMaxAttempts());
         assertNull(c.tokenFile());
+        assertTrue(c.followLeaseHolder());
     }
 
     @Test
@@ -58,6 +59,7 @@ class XenHaBridgeConfigTest {
                 "xenha.bridge.events.stream_max_age", "1h",
                 "xenha.bridge.events.retry_initial", "100ms",
                 "xenha.bridge.events.retry_max", "10s",
+                "xenha.bridge.lease.follow_holder", "false",
                 "xenha.investigator.something", "left to its owner"), dir);
         assertTrue(c.tls());
         assertEquals(dir.resolve("ca.pem"), c.caFile());
@@ -73,6 +75,30 @@ class XenHaBridgeConfigTest {
         assertEquals(Duration.ofHours(1), c.streamMaxAge());
         assertEquals(Duration.ofMillis(100), c.eventsRetryInitial());
         assertEquals(Duration.ofSeconds(10), c.eventsRetryMax());
+        assertFalse(c.followLeaseHolder());
+        assertTrue(c.toString().contains("followLeaseHolder=false"), c.toString());
+    }
+
+    @Test
+    void toBuilderKeepsEveryValue() {
+        XenHaBridgeConfig c = XenHaBridgeConfig.fromProperties(props(
+                "xenha.bridge.target", "bridge.example:50051",
+                "xenha.bridge.tls.ca_file", "ca.pem",
+                "xenha.bridge.tls.authority", "bridge.internal",
+                "xenha.bridge.timeout.fence", "1m30s",
+                "xenha.bridge.retry.max_attempts", "2",
+                "xenha.bridge.lease.follow_holder", "false"), dir);
+        XenHaBridgeConfig other = c.toBuilder().target("other.example:50051").build();
+        assertEquals("other.example:50051", other.target());
+        assertEquals(c.toString().replace("bridge.example:", "other.example:"), other.toString());
+        assertEquals(c.caFile(), other.caFile());
+        assertEquals(c.authority(), other.authority());
+        assertEquals(c.fenceTimeout(), other.fenceTimeout());
+        assertEquals(2, other.retryMaxAttempts());
+        assertFalse(other.followLeaseHolder());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> XenHaBridgeConfig.builder().build().toBuilder().target("10.0.0.2:50051").build());
+        assertTrue(e.getMessage().contains("needs TLS"), e.getMessage());
     }
 
     @Test
@@ -91,6 +117,7 @@ class XenHaBridgeConfigTest {
         assertMessage("xenha.bridge.tls.enabled", props("xenha.bridge.tls.enabled", "yes"));
         assertMessage("xenha.bridge.tls.key_file", props("xenha.bridge.tls.cert_file", "c.pem", "xenha.bridge.tls.ca_file", "ca.pem"));
         assertMessage("xenha.bridge.target", props("xenha.bridge.target", ":50051"));
+        assertMessage("xenha.bridge.lease.follow_holder", props("xenha.bridge.lease.follow_holder", "yes"));
     }
 
     @Test

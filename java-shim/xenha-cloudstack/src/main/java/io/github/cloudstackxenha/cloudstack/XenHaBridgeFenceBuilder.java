@@ -32,7 +32,10 @@ import io.grpc.Status;
  * controls the pool, has taken it out of the liveset and halted its VMs;</li>
  * <li>{@code false}: not fenced: a witness shows the host alive, every
  * level failed, XenHA has not finished, the bridge refused (trace logged)
- * or could not be reached;</li>
+ * or could not be reached; also when another management server's bridge
+ * holds the pool's lease and the call could not be carried out there
+ * (following the holder disabled, or the holder unreachable or failing):
+ * the holder is logged;</li>
  * <li>{@code null}: not a XenServer host, or in no pool the bridge has.</li>
  * </ul>
  *
@@ -42,6 +45,11 @@ import io.grpc.Status;
  * CloudStack tries every registered fence builder until one answers true,
  * so the stock XenServerFenceBuilder should be excluded
  * ({@code ha.fence.builders.exclude}) to keep one captain per pool.
+ *
+ * <p>Several management servers: only the bridge holding the pool's lease
+ * fences. The client sends a FenceHost refused with NOT_LEASE_HOLDER on to
+ * the holder (same request id), so a fence the holder answers is
+ * {@code true} or {@code false} as above.
  */
 public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBuilder {
     private static final Logger LOG = LogManager.getLogger(XenHaBridgeFenceBuilder.class);
@@ -121,6 +129,13 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
                 if (e.code() == Status.Code.NOT_FOUND) {
                     LOG.info("xenha-bridge: {} is not the bridge's to fence: {}", Hosts.describe(host), e.getMessage());
                     return Attempt.NOT_MINE;
+                }
+                if (!e.leaseHolder().isEmpty() || !e.leaseHolderAddress().isEmpty()) {
+                    LOG.warn("xenha-bridge: fencing {} failed: bridge {} at {} holds the lease of pool {} ({}): {}{}",
+                            Hosts.describe(host), e.leaseHolder(), e.leaseHolderAddress(), pool,
+                            e.answeredByLeaseHolder() ? "the call was sent there and failed" : "the call was not sent there",
+                            e.getMessage(), e.violations().isEmpty() ? "" : "; " + e.violations());
+                    return Attempt.FAILED;
                 }
                 LOG.warn("xenha-bridge: fencing {} failed: {}{}", Hosts.describe(host), e.getMessage(),
                         e.violations().isEmpty() ? "" : "; " + e.violations());

@@ -26,6 +26,7 @@ import cloudstack.xenha.v1.Xenha.FenceOutcome;
 import cloudstack.xenha.v1.Xenha.VMReset;
 import cloudstack.xenha.v1.Xenha.XenHAProgress;
 import io.github.cloudstackxenha.client.FakeBridge;
+import io.github.cloudstackxenha.client.XenHaBridgeClient;
 import io.grpc.Status;
 
 class FenceBuilderTest {
@@ -134,6 +135,68 @@ class FenceBuilderTest {
         bridge.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_FENCED));
         fencer.fenceOff(vm, FakeHost.xen(7, "not-a-uuid", "10.0.0.12", 3));
         assertEquals("10.0.0.12", bridge.service().fenceRequests.get(0).getHost());
+    }
+
+    /** A second management server's bridge, on a loopback port, holding the lease of cluster-a. */
+    private FakeBridge holder() throws Exception {
+        FakeBridge holder = FakeBridge.startOnLoopback();
+        bridge.service().failNext("FenceHost", FakeBridge.notLeaseHolder("mgmt-2", holder.address(), "pool-uuid-cluster-a"));
+        return holder;
+    }
+
+    @Test
+    void aFenceAnsweredByTheLeaseHolderIsTrueOrFalseAsUsual() throws Exception {
+        try (FakeBridge holder = holder()) {
+            holder.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_FENCED));
+            assertEquals(Boolean.TRUE, fencer.fenceOff(vm, host));
+            assertEquals(1, bridge.service().fenceRequests.size());
+            assertEquals(bridge.service().fenceRequests.get(0).getRequestId(), holder.service().fenceRequests.get(0).getRequestId());
+            assertTrue(ctx.fences().isFenced(UUID0));
+
+            bridge.service().failNext("FenceHost", FakeBridge.notLeaseHolder("mgmt-2", holder.address(), "pool-uuid-cluster-a"));
+            holder.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_REFUSED_HOST_ALIVE));
+            assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host));
+            assertEquals(2, holder.service().fenceRequests.size());
+        }
+    }
+
+    @Test
+    void aRefusalNotFollowedIsFalseAndTheHolderIsLogged() throws Exception {
+        XenHaBridgeClient stay = bridge.client(FakeBridge.testConfig().followLeaseHolder(false).build());
+        XenHaBridgeContext other = new XenHaBridgeContext(stay, ShimSettings.defaults());
+        XenHaBridgeFenceBuilder f = new XenHaBridgeFenceBuilder();
+        f.setBridge(other);
+        try (FakeBridge holder = holder(); LogCapture log = LogCapture.of(XenHaBridgeFenceBuilder.class)) {
+            assertEquals(Boolean.FALSE, f.fenceOff(vm, host));
+            assertEquals(0, holder.service().count("FenceHost"));
+            assertFalse(other.fences().isFenced(UUID0));
+            assertTrue(log.all().contains("bridge mgmt-2 at " + holder.address() + " holds the lease of pool cluster-a"
+                    + " (the call was not sent there)"), log.all());
+        } finally {
+            other.close();
+        }
+    }
+
+    @Test
+    void anUnreachableLeaseHolderIsFalseAndLogged() throws Exception {
+        FakeBridge gone = FakeBridge.startOnLoopback();
+        String address = gone.address();
+        gone.close();
+        bridge.service().failNext("FenceHost", FakeBridge.notLeaseHolder("mgmt-2", address, "pool-uuid-cluster-a"));
+        try (LogCapture log = LogCapture.of(XenHaBridgeFenceBuilder.class)) {
+            assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host));
+            assertTrue(log.all().contains("bridge mgmt-2 at " + address + " holds the lease of pool cluster-a"
+                    + " (the call was sent there and failed)"), log.all());
+            assertTrue(log.all().contains("UNAVAILABLE"), log.all());
+        }
+        assertFalse(ctx.fences().isFenced(UUID0));
+    }
+
+    @Test
+    void anUncertainLeaseIsFalse() {
+        bridge.service().failNext("FenceHost", FakeBridge.leaseUncertain());
+        assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host));
+        assertEquals(1, bridge.service().count("FenceHost"));
     }
 
     @Test

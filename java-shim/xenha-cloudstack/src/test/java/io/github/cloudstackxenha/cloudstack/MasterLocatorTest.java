@@ -56,6 +56,18 @@ class MasterLocatorTest {
     }
 
     @Test
+    void anElectionRefusedByABridgeWithoutTheLeaseIsCarriedOutByTheHolder() throws Exception {
+        view(Controller.CONTROLLER_CLOUDSTACK, "10.0.0.11", false);
+        try (FakeBridge holder = FakeBridge.startOnLoopback()) {
+            bridge.service().failNext("ElectMaster", FakeBridge.notLeaseHolder("mgmt-2", holder.address(), "pool-uuid-cluster-a"));
+            holder.service().onElect(r -> elected(ElectedBy.ELECTED_BY_CLOUDSTACK, "10.0.0.12"));
+            MasterLocation m = locator.locate("cluster-a", "10.0.0.11");
+            assertEquals("10.0.0.12", m.address());
+            assertEquals(bridge.service().electRequests.get(0), holder.service().electRequests.get(0));
+        }
+    }
+
+    @Test
     void aMasterTheBridgeReachesElsewhereIsTheAnswer() throws Exception {
         view(Controller.CONTROLLER_XENHA, "10.0.0.12", true);
         MasterLocation m = locator.locate("cluster-a", "10.0.0.11");
