@@ -2,10 +2,10 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,27 +16,43 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
+	"github.com/cloudstack-xenha/xenha-bridge/internal/mariadbtest"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
+	"github.com/cloudstack-xenha/xenha-bridge/mysqlstore"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
+func TestMain(m *testing.M) { mariadbtest.Main(m) }
+
 var (
 	seedFlag  = flag.Int64("chaos.seed", 0, "run only this schedule (a seed a failure printed)")
 	countFlag = flag.Int("chaos.n", 200, "schedules to run")
-	timeFlag  = flag.Duration("chaos.time", 100*time.Second, "stop starting schedules after this long")
+	// 90 s: the schedules still running then take up to 15 s more, and
+	// `go test ./chaos` stays under 110 s on a 2-core machine.
+	timeFlag  = flag.Duration("chaos.time", 90*time.Second, "stop starting schedules after this long")
 	stepsFlag = flag.Int("chaos.steps", 12, "steps per schedule")
 )
+
+// chaosLease: short numbers, in the defaults' relations, so a handover
+// fits in a schedule. The lease runs on real time, the pool on the fake
+// clock.
+var chaosLease = lease.Config{Duration: 1500 * time.Millisecond, Renew: 150 * time.Millisecond, Margin: 500 * time.Millisecond}
 
 // totals are the figures docs/reliability.md reports.
 var totals struct {
 	schedules, faults, actions, destructive, checks, violations atomic.Int64
+	// Several bridges: second-bridge faults, lease handovers (terms
+	// beyond the first), calls a non-holder sent on to the holder, calls
+	// refused because the lease was lost or unknown, holder samples.
+	secondBridge, handovers, redirects, leaseLost, samples atomic.Int64
 }
 
 func TestChaos(t *testing.T) {
 	if *seedFlag != 0 {
-		if v := runSchedule(t, *seedFlag, true); len(v) > 0 {
+		if v := runSchedule(t, mariadbtest.New(t), *seedFlag, true); len(v) > 0 {
 			t.Fatalf("seed %d: %d violation(s)", *seedFlag, len(v))
 		}
 		return
@@ -49,12 +65,15 @@ func TestChaos(t *testing.T) {
 	for i := 0; i < *countFlag && time.Since(start) < *timeFlag; i++ {
 		seed := int64(1_000_003*i + 17)
 		sem <- struct{}{}
+		// One database per schedule, made here: mariadbtest.New may call
+		// t.Fatal, which only the test's own goroutine may.
+		db := mariadbtest.New(t)
 		wg.Add(1)
 		ran++
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if v := runSchedule(t, seed, false); len(v) > 0 {
+			if v := runSchedule(t, db, seed, false); len(v) > 0 {
 				failed.Add(1)
 				t.Errorf("seed %d violates the safety promises (replay: make chaos SEED=%d):\n  %s", seed, seed, strings.Join(v, "\n  "))
 			}
@@ -64,13 +83,16 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: %d schedules in %s, %d faults injected, %d ElectMaster/FenceHost calls, %d destructive XAPI/BMC actions audited, %d invariant checks, %d violations",
 		totals.schedules.Load(), time.Since(start).Round(time.Second), totals.faults.Load(), totals.actions.Load(),
 		totals.destructive.Load(), totals.checks.Load(), totals.violations.Load())
+	t.Logf("chaos: second bridge started or stopped %d times, %d lease handovers, %d calls sent on to the holder, %d refused with the lease lost or unknown, %d holder samples",
+		totals.secondBridge.Load(), totals.handovers.Load(), totals.redirects.Load(), totals.leaseLost.Load(), totals.samples.Load())
 	if ran < 50 && *countFlag >= 50 {
 		t.Fatalf("only %d schedules ran: the machine is too slow for the time cap", ran)
 	}
 }
 
-// world is one schedule: a simulated pool, the bridge's engines, and the
-// records the checks read.
+// world is one schedule: a simulated pool, a database the bridges share,
+// the bridges (one per CloudStack management server: "a" always, "b" when
+// the second-bridge fault started it), and the records the checks read.
 type world struct {
 	t       *testing.T
 	rng     *rand.Rand
@@ -78,21 +100,72 @@ type world struct {
 	verbose bool
 	clock   *xapisim.FakeClock
 	sim     *xapisim.Sim
-	jpath   string
-	j       *journal.Bolt
-	m       *xenha.Manager
-	fencer  *fencing.Fencer
-	el      *elect.Elector
+	db      mariadbtest.Database
+	// reader is the checks' own handle on the shared journal: every
+	// bridge's entries, whichever bridges are running.
+	reader *mysqlstore.Store
+	// bridges are the running ones, by id; only the schedule's goroutine
+	// changes the map, and never while a call is in flight.
+	bridges map[string]*bridge
 
-	stopHeal context.CancelFunc
+	mu       sync.Mutex
+	audit    []xapisim.AuditRecord
+	auditAt  []time.Time // when each audited call took effect, real time
+	grants   []grant
+	fences   []*fencing.Result
+	replay   []string
+	evGaps   []string
+	leaseBad []string
+	haEver   bool
 
-	mu     sync.Mutex
-	audit  []xapisim.AuditRecord
-	fences []*fencing.Result
-	replay []string
-	events []uint64 // sequences seen by the subscriber, per incarnation
-	evGaps []string
-	haEver bool
+	// Lease figures for the replay log (schedule goroutine only, except
+	// the counters the drive's callers add to).
+	holder             string // the last sampled holder
+	maxTerm            uint64
+	starts             int
+	redirects, lostish atomic.Int64
+}
+
+// bridge is one management server's bridge: its own handle on the shared
+// store, its lease keeper, and its engines.
+type bridge struct {
+	id     string
+	store  *mysqlstore.Store
+	keeper *lease.Keeper
+	guard  *guard
+	m      *xenha.Manager
+	fencer *fencing.Fencer
+	el     *elect.Elector
+
+	stopHeal, stopKeeper context.CancelFunc
+	healDone, keeperDone chan struct{}
+}
+
+// guard is the lease.Guard a bridge's elector and fencer ask: its
+// keeper, with every "yes, act" recorded for check 7.
+type guard struct {
+	w  *world
+	id string
+	k  *lease.Keeper
+}
+
+// grant is one Check that let a bridge act: it held the pool's lease at
+// some instant between start and end.
+type grant struct {
+	bridge, pool string
+	start, end   time.Time
+}
+
+func (g *guard) Check(ctx context.Context, pool string) error {
+	start := time.Now()
+	err := g.k.Check(ctx, pool)
+	if err == nil {
+		end := time.Now()
+		g.w.mu.Lock()
+		g.w.grants = append(g.w.grants, grant{bridge: g.id, pool: pool, start: start, end: end})
+		g.w.mu.Unlock()
+	}
+	return err
 }
 
 func (w *world) logf(format string, args ...any) {
@@ -105,20 +178,37 @@ func (w *world) logf(format string, args ...any) {
 	}
 }
 
-func newWorld(t *testing.T, seed int64, verbose bool) *world {
-	w := &world{t: t, rng: rand.New(rand.NewSource(seed)), seed: seed, verbose: verbose, clock: xapisim.NewFakeClock()}
+func openStore(db mariadbtest.Database, id string) (*mysqlstore.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return mysqlstore.Open(ctx, mysqlstore.Config{DSN: db.DSN(), Password: db.Password, Timeout: 2 * time.Second, Bridge: id})
+}
+
+// newWorld builds the pool and starts bridge a. On an error the caller
+// closes what was made (close is safe on a half-built world).
+func newWorld(t *testing.T, db mariadbtest.Database, seed int64, verbose bool) (*world, error) {
+	w := &world{t: t, rng: rand.New(rand.NewSource(seed)), seed: seed, verbose: verbose, clock: xapisim.NewFakeClock(),
+		db: db, bridges: map[string]*bridge{}}
 	sizes := []int{2, 3, 3, 3, 5, 5, 16}
 	n := sizes[w.rng.Intn(len(sizes))]
 	sim, err := xapisim.New(xapisim.Config{
 		Hosts: n, VMsPerHost: 1, Clock: w.clock, Seed: seed, SamePort: true,
-		Audit: func(r xapisim.AuditRecord) { w.mu.Lock(); w.audit = append(w.audit, r); w.mu.Unlock() },
+		Audit: func(r xapisim.AuditRecord) {
+			at := time.Now()
+			w.mu.Lock()
+			w.audit = append(w.audit, r)
+			w.auditAt = append(w.auditAt, at)
+			w.mu.Unlock()
+		},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return w, err
 	}
 	w.sim = sim
-	w.jpath = filepath.Join(t.TempDir(), fmt.Sprintf("j-%d.db", seed))
-	w.logf("seed %d: %d hosts", seed, n)
+	if w.reader, err = openStore(db, "checks"); err != nil {
+		return w, err
+	}
+	w.logf("seed %d: %d hosts, database %s", seed, n, db.Name)
 	if w.rng.Intn(3) == 0 {
 		T := time.Duration(30+w.rng.Intn(4)*10) * time.Second
 		if err := sim.EnableHA(0, T); err == nil {
@@ -126,26 +216,75 @@ func newWorld(t *testing.T, seed int64, verbose bool) *world {
 			w.logf("XenHA on, T=%s", T)
 		}
 	}
-	w.startBridge()
-	return w
+	if err := w.startBridge("a"); err != nil {
+		return w, err
+	}
+	// Half the schedules start with two management servers.
+	if w.rng.Intn(2) == 0 {
+		w.logf("bridge b starts")
+		return w, w.startBridge("b")
+	}
+	return w, nil
 }
 
-func (w *world) startBridge() {
-	j, err := journal.Open(w.jpath)
-	if err != nil {
-		w.t.Fatal(err)
+// close stops the bridges and the pool.
+func (w *world) close() {
+	for _, id := range w.running() {
+		w.stopBridge(id)
 	}
-	w.j = j
+	if w.reader != nil {
+		w.reader.Close()
+	}
+	if w.sim != nil {
+		w.sim.Close()
+	}
+}
+
+// running lists the running bridges' ids, in order.
+func (w *world) running() []string {
+	ids := make([]string, 0, len(w.bridges))
+	for id := range w.bridges {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// startBridge starts a bridge as serve does with journal.store mysql:
+// its own store handle, a keeper contending for the attached pools, an
+// elector and a fencer that ask the keeper, and the healer.
+func (w *world) startBridge(id string) error {
+	store, err := openStore(w.db, id)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", id, err)
+	}
+	b := &bridge{id: id, store: store}
 	xo := xapi.Options{Timeout: time.Second, ProbeTimeout: 250 * time.Millisecond}
-	w.m = xenha.NewManager(xenha.Options{XAPI: xo, Epochs: j, Retention: 100000, SubscriberBuffer: 100000, AttachWait: 3 * time.Second})
+	b.m = xenha.NewManager(xenha.Options{XAPI: xo, Epochs: store, Retention: 100000, SubscriberBuffer: 100000, AttachWait: 3 * time.Second})
 	info := w.sim.Info()
-	if _, _, err := w.m.Attach(context.Background(), xenha.PoolSpec{
+	if _, _, err := b.m.Attach(context.Background(), xenha.PoolSpec{
 		Name: "p", Members: w.sim.MemberURLs(), TLS: xapi.TLSOptions{AllowPlainHTTP: true},
 		Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
 		ProbeInterval: 20 * time.Millisecond,
 	}); err != nil {
-		w.t.Fatal(err)
+		b.m.Close()
+		store.Close()
+		return fmt.Errorf("bridge %s: %w", id, err)
 	}
+	cfg := chaosLease
+	cfg.ID, cfg.Address = id, id+":50051"
+	if b.keeper, err = lease.New(store, cfg, func() []string {
+		var uuids []string
+		for _, v := range b.m.Pools() {
+			uuids = append(uuids, v.UUID)
+		}
+		return uuids
+	}); err != nil {
+		b.m.Close()
+		store.Close()
+		return fmt.Errorf("bridge %s: %w", id, err)
+	}
+	b.guard = &guard{w: w, id: id, k: b.keeper}
 	devices := func(_ string, h xenha.HostView) fencing.Device {
 		for _, hi := range info.Hosts {
 			if hi.UUID == h.UUID {
@@ -156,31 +295,63 @@ func (w *world) startBridge() {
 		}
 		return nil
 	}
-	w.fencer = fencing.New(fencing.Options{Journal: j, Devices: devices, ProbeSpacing: 5 * time.Millisecond,
+	b.fencer = fencing.New(fencing.Options{Journal: store, Devices: devices, Lease: b.guard, ProbeSpacing: 5 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond, VerifyTimeout: 500 * time.Millisecond})
-	w.el = elect.New(elect.Options{Journal: j, Devices: devices, ProbeSpacing: 5 * time.Millisecond,
+	b.el = elect.New(elect.Options{Journal: store, Devices: devices, Lease: b.guard, ProbeSpacing: 5 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond, VerifyTimeout: time.Second})
-	sub, err := w.m.Subscribe("p", 0, "")
+	sub, err := b.m.Subscribe("p", 0, "")
 	if err != nil {
-		w.t.Fatal(err)
+		b.m.Close()
+		store.Close()
+		return fmt.Errorf("bridge %s: %w", id, err)
 	}
-	go w.watchEvents(sub)
+	go w.watchEvents(id, sub)
+	kctx, stopKeeper := context.WithCancel(context.Background())
+	b.stopKeeper, b.keeperDone = stopKeeper, make(chan struct{})
+	go func() { b.keeper.Run(kctx); close(b.keeperDone) }()
 	// As serve does: split brains in CloudStack-controlled pools are healed.
-	ctx, cancel := context.WithCancel(context.Background())
-	w.stopHeal = cancel
-	go w.el.Heal(ctx, w.m)
+	hctx, stopHeal := context.WithCancel(context.Background())
+	b.stopHeal, b.healDone = stopHeal, make(chan struct{})
+	go func() { b.el.Heal(hctx, b.m); close(b.healDone) }()
+	w.bridges[id] = b
+	w.starts++
+	return nil
 }
 
-// watchEvents checks the stream a PoolEvents subscriber sees: gap-free
-// sequences, or an explicit end.
-func (w *world) watchEvents(sub *xenha.Subscription) {
+// stopBridge stops a bridge in serve's order: the healer first (serve's
+// context ends it before the deferred release), then the keeper, which
+// releases the lease so another bridge takes over at once, then the
+// manager and the store. Releasing while the healer may still be in the
+// middle of a step would let two bridges act at once, which no real
+// shutdown does.
+func (w *world) stopBridge(id string) {
+	b := w.bridges[id]
+	if b == nil {
+		return
+	}
+	delete(w.bridges, id)
+	b.stopHeal()
+	select {
+	case <-b.healDone:
+	case <-time.After(10 * time.Second):
+		w.logf("bridge %s: the healer did not stop within 10 s of its context's end", id)
+	}
+	b.stopKeeper()
+	<-b.keeperDone
+	b.m.Close()
+	b.store.Close()
+}
+
+// watchEvents checks the stream a PoolEvents subscriber of one bridge
+// sees: gap-free sequences, or an explicit end.
+func (w *world) watchEvents(id string, sub *xenha.Subscription) {
 	var last uint64
 	for {
 		select {
 		case e := <-sub.C:
 			if last != 0 && e.Seq != last+1 {
 				w.mu.Lock()
-				w.evGaps = append(w.evGaps, fmt.Sprintf("event sequence jumped from %d to %d", last, e.Seq))
+				w.evGaps = append(w.evGaps, fmt.Sprintf("bridge %s: event sequence jumped from %d to %d", id, last, e.Seq))
 				w.mu.Unlock()
 			}
 			last = e.Seq
@@ -192,21 +363,31 @@ func (w *world) watchEvents(sub *xenha.Subscription) {
 	}
 }
 
-func (w *world) stopBridge() {
-	w.stopHeal()
-	w.m.Close()
-	w.j.Close()
-}
-
-func (w *world) view() *xenha.PoolView {
-	h, err := w.m.Handle("p")
+func (b *bridge) view() *xenha.PoolView {
+	if b == nil {
+		return nil
+	}
+	h, err := b.m.Handle("p")
 	if err != nil {
 		return nil
 	}
 	return h.View()
 }
 
-// faults are what the world does to the pool.
+// view is bridge a's view (nil while it is down).
+func (w *world) view() *xenha.PoolView { return w.bridges["a"].view() }
+
+// pick chooses a running bridge, as CloudStack's load balancer or the
+// management server that noticed would.
+func (w *world) pick() *bridge {
+	ids := w.running()
+	if len(ids) == 0 {
+		return nil
+	}
+	return w.bridges[ids[w.rng.Intn(len(ids))]]
+}
+
+// faults are what the world does to the pool, and to the bridges.
 var faults = []struct {
 	name   string
 	weight int
@@ -241,7 +422,38 @@ var faults = []struct {
 		return err
 	}},
 	{"disable-ha", 1, func(w *world, i int) error { return w.sim.DisableHA(i) }},
-	{"bridge-restart", 1, func(w *world, i int) error { w.stopBridge(); w.startBridge(); return nil }},
+	// Bridge a restarts with a new handle on the shared store; b, if
+	// running, keeps going (and takes the lease over if a held it).
+	{"bridge-restart", 1, func(w *world, i int) error { w.stopBridge("a"); return w.startBridge("a") }},
+	// A second management server's bridge starts, or stops (releasing
+	// the lease if it held it).
+	{"second-bridge", 1, func(w *world, i int) error {
+		totals.secondBridge.Add(1)
+		if w.bridges["b"] != nil {
+			w.logf("bridge b stops")
+			w.stopBridge("b")
+			return nil
+		}
+		w.logf("bridge b starts")
+		return w.startBridge("b")
+	}},
+	// The lease holder's management server restarts: with a second bridge
+	// running, the pool changes hands.
+	{"restart-holder", 2, func(w *world, i int) error {
+		pool := w.sim.Info().PoolUUID
+		for _, id := range w.running() {
+			if w.bridges[id].keeper.Status(pool).Mine {
+				w.logf("bridge %s (the holder) restarts", id)
+				w.stopBridge(id)
+				// The others try for the released lease before it is back.
+				for _, other := range w.running() {
+					w.bridges[other].keeper.Tick(context.Background())
+				}
+				return w.startBridge(id)
+			}
+		}
+		return nil
+	}},
 }
 
 func (w *world) fault() {
@@ -262,19 +474,57 @@ func (w *world) fault() {
 	}
 }
 
-// drive plays CloudStack: it reads the bridge's view and calls
-// ElectMaster or FenceHost as the Java shim would, sometimes twice at once
-// and sometimes repeating a request id.
+// ask sends one ElectMaster or FenceHost to bridge b and, when b answers
+// that another bridge holds the lease, once more to that one, as the Java
+// shim does with holder_address. A lease lost or unknown is only logged:
+// CloudStack retries later.
+func (w *world) ask(to *bridge, running map[string]*bridge, what string, call func(b *bridge) error) (*bridge, error) {
+	err := call(to)
+	var other *lease.NotHolderError
+	switch {
+	case errors.As(err, &other):
+		w.redirects.Add(1)
+		totals.redirects.Add(1)
+		next := running[other.Holder]
+		if next == nil || next == to {
+			w.logf("%s at %s: holder %s (%s) is not a running bridge: %v", what, to.id, other.Holder, other.Address, firstLine(err))
+			return to, err
+		}
+		w.logf("%s at %s: %s holds the lease, sent on to it", what, to.id, other.Holder)
+		to = next
+		err = call(next)
+		if errors.Is(err, lease.ErrLost) || errors.Is(err, lease.ErrUnknown) || errors.As(err, &other) {
+			w.lostish.Add(1)
+			totals.leaseLost.Add(1)
+			w.logf("%s at %s (the holder named): lease: %v", what, next.id, firstLine(err))
+		}
+	case errors.Is(err, lease.ErrLost) || errors.Is(err, lease.ErrUnknown):
+		w.lostish.Add(1)
+		totals.leaseLost.Add(1)
+		w.logf("%s at %s: lease: %v", what, to.id, firstLine(err))
+	}
+	return to, err
+}
+
+// drive plays CloudStack: it reads a bridge's view and calls ElectMaster
+// or FenceHost as the Java shim would, each call at a running bridge
+// chosen at random, sometimes twice at once and sometimes repeating a
+// request id.
 func (w *world) drive() {
-	v := w.view()
+	reader := w.pick()
+	v := reader.view()
 	if v == nil || !v.Observed {
 		return
 	}
 	callers := 1 + w.rng.Intn(2)
 	sameID := w.rng.Intn(2) == 0
 	base := fmt.Sprintf("cs-%d-%d", w.seed, w.rng.Int63())
+	running := maps(w.bridges)
+	targets := make([]*bridge, callers)
+	for c := range targets {
+		targets[c] = w.pick()
+	}
 	var wg sync.WaitGroup
-	h, _ := w.m.Handle("p")
 	if !v.Master.Reachable || len(v.Claimers) > 1 {
 		for c := range callers {
 			id := base
@@ -284,14 +534,22 @@ func (w *world) drive() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-				defer cancel()
-				res, err := w.el.Elect(ctx, elect.Request{Pool: h, RequestID: id, ExpectedEpoch: v.Epoch})
-				totals.actions.Add(1)
+				var res *elect.Result
+				at, err := w.ask(targets[c], running, "ElectMaster "+id, func(b *bridge) error {
+					h, err := b.m.Handle("p")
+					if err != nil {
+						return err
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+					defer cancel()
+					res, err = b.el.Elect(ctx, elect.Request{Pool: h, RequestID: id, ExpectedEpoch: v.Epoch})
+					totals.actions.Add(1)
+					return err
+				})
 				if err != nil {
-					w.logf("ElectMaster %s: %v", id, firstLine(err))
+					w.logf("ElectMaster %s at %s: %v", id, at.id, firstLine(err))
 				} else {
-					w.logf("ElectMaster %s: %s by %s", id, res.Master.Name, res.ElectedBy)
+					w.logf("ElectMaster %s at %s: %s by %s", id, at.id, res.Master.Name, res.ElectedBy)
 				}
 			}()
 		}
@@ -316,21 +574,38 @@ func (w *world) drive() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-			defer cancel()
-			res, err := w.fencer.Fence(ctx, fencing.Request{Pool: h, Host: target.UUID, RequestID: id, ExpectedEpoch: v.Epoch})
-			totals.actions.Add(1)
+			var res *fencing.Result
+			at, err := w.ask(targets[c], running, "FenceHost "+target.Name+" "+id, func(b *bridge) error {
+				h, err := b.m.Handle("p")
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+				defer cancel()
+				res, err = b.fencer.Fence(ctx, fencing.Request{Pool: h, Host: target.UUID, RequestID: id, ExpectedEpoch: v.Epoch})
+				totals.actions.Add(1)
+				return err
+			})
 			if err != nil {
-				w.logf("FenceHost %s %s: %v", target.Name, id, firstLine(err))
+				w.logf("FenceHost %s %s at %s: %v", target.Name, id, at.id, firstLine(err))
 				return
 			}
-			w.logf("FenceHost %s %s: %s %s", target.Name, id, res.Outcome, res.Method)
+			w.logf("FenceHost %s %s at %s: %s %s", target.Name, id, at.id, res.Outcome, res.Method)
 			w.mu.Lock()
 			w.fences = append(w.fences, res)
 			w.mu.Unlock()
 		}()
 	}
 	wg.Wait()
+}
+
+// maps copies the running bridges for the drive's callers.
+func maps(m map[string]*bridge) map[string]*bridge {
+	out := make(map[string]*bridge, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func firstLine(err error) string {
@@ -344,37 +619,101 @@ func firstLine(err error) string {
 	return s
 }
 
-// settle gives the bridge's watcher the time a real pool gives it. There,
-// faults come seconds apart and the watcher follows a new master within
-// milliseconds; here the fake clock jumps up to 90 s while the bridge,
-// on a loaded machine, may not have been scheduled at all. Without this
-// wait a schedule can hand the bridge a view older than any real one (a
-// designated master it never saw, then rebooted), which tests the
-// scheduler, not the bridge. The wait is bounded: a master the bridge
-// cannot reach stays unseen, as it would in a real pool.
+// settle gives the bridges' watchers the time a real pool gives them.
+// There, faults come seconds apart and the watcher follows a new master
+// within milliseconds; here the fake clock jumps up to 90 s while a
+// bridge, on a loaded machine, may not have been scheduled at all.
+// Without this wait a schedule can hand a bridge a view older than any
+// real one (a designated master it never saw, then rebooted), which tests
+// the scheduler, not the bridge. The wait is bounded: a master the
+// bridges cannot reach stays unseen, as it would in a real pool. Then it
+// samples who holds the lease.
 func (w *world) settle() {
 	time.Sleep(30 * time.Millisecond)
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		want := ""
+		several := false
 		for _, h := range w.sim.State().Hosts {
 			if h.Powered && h.BelievesMaster && !h.Emergency && !h.BridgeCut && !h.Hung {
-				if want != "" {
-					return // several claim the pool: the healer's business
-				}
+				several = several || want != ""
 				want = h.UUID
 			}
 		}
-		if v := w.view(); want == "" || v == nil || v.Master.UUID == want && v.Master.Reachable {
-			return
+		if several || want == "" {
+			break // nobody, or several claim the pool: the healer's business
+		}
+		followed := true
+		for _, id := range w.running() {
+			if v := w.bridges[id].view(); v != nil && (v.Master.UUID != want || !v.Master.Reachable) {
+				followed = false
+			}
+		}
+		if followed {
+			break
+		}
+	}
+	var guards []*guard
+	var pools []string
+	for _, id := range w.running() {
+		b := w.bridges[id]
+		guards = append(guards, b.guard)
+		for _, v := range b.m.Pools() {
+			if v.UUID != "" && !slices.Contains(pools, v.UUID) {
+				pools = append(pools, v.UUID)
+			}
+		}
+	}
+	w.sampleHolders(guards, pools)
+}
+
+// sampleHolders asks each bridge whether it may act on each pool now: at
+// most one may. The answers come one after another; two yeses less than
+// the margin apart cannot both be true, since a lease passes to another
+// bridge only a margin after its holder stopped acting, or by a release,
+// and no bridge stops while this runs.
+func (w *world) sampleHolders(guards []*guard, pools []string) {
+	for _, p := range pools {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		var holders []string
+		for _, g := range guards {
+			if g.Check(ctx, p) == nil {
+				holders = append(holders, g.id)
+			}
+		}
+		took := time.Since(start)
+		cancel()
+		totals.samples.Add(1)
+		for _, g := range guards {
+			if st := g.k.Status(p); st.Term > w.maxTerm {
+				w.maxTerm = st.Term
+			}
+		}
+		switch {
+		case len(holders) > 1 && took < chaosLease.Margin:
+			w.mu.Lock()
+			w.leaseBad = append(w.leaseBad, fmt.Sprintf("bridges %s all hold the lease of pool %s at once (asked within %s)",
+				strings.Join(holders, ", "), short(p), took.Round(time.Millisecond)))
+			w.mu.Unlock()
+			w.logf("lease of %s: held by %v at once", short(p), holders)
+		case len(holders) > 1:
+			w.logf("lease of %s: %v said yes, but the sample took %s (more than the margin): inconclusive", short(p), holders, took)
+		case len(holders) == 1 && holders[0] != w.holder:
+			if w.holder != "" {
+				w.logf("lease of %s: %s holds it now (was %s, term %d)", short(p), holders[0], w.holder, w.maxTerm)
+			}
+			w.holder = holders[0]
 		}
 	}
 }
 
 // runSchedule runs one seed and returns the violations found.
-func runSchedule(t *testing.T, seed int64, verbose bool) []string {
-	w := newWorld(t, seed, verbose)
-	defer w.sim.Close()
-	defer func() { w.stopBridge() }()
+func runSchedule(t *testing.T, db mariadbtest.Database, seed int64, verbose bool) []string {
+	w, err := newWorld(t, db, seed, verbose)
+	defer w.close()
+	if err != nil {
+		return []string{fmt.Sprintf("the world could not be built: %v", err)}
+	}
 	for range *stepsFlag {
 		if w.rng.Intn(5) < 3 {
 			w.fault()
@@ -392,6 +731,14 @@ func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 		w.drive()
 	}
 	w.retryIncompleteFences()
+	w.settle()
+	handovers := int64(0)
+	if w.maxTerm > 1 {
+		handovers = int64(w.maxTerm - 1)
+	}
+	totals.handovers.Add(handovers)
+	w.logf("lease: %d bridge starts, %d handovers (term %d), %d calls sent on to the holder, %d refused with the lease lost or unknown",
+		w.starts, handovers, w.maxTerm, w.redirects.Load(), w.lostish.Load())
 	totals.schedules.Add(1)
 	v := w.check()
 	totals.violations.Add(int64(len(v)))
@@ -406,19 +753,31 @@ func runSchedule(t *testing.T, seed int64, verbose bool) []string {
 	return v
 }
 
-// dump logs the journal and the destructive actions audited, for a
-// replayed seed that failed.
+// dump logs the journal, the destructive actions audited and the lease
+// grants, for a replayed seed that failed. Times are UTC wall clock, the
+// journal's.
 func (w *world) dump() {
-	entries, _ := w.j.Entries("p", 0, 0)
+	entries, _ := w.reader.Entries("p", 0, 0)
 	for _, e := range entries {
-		w.t.Logf("journal %s %s %s %s ok=%v %s", e.Time.Format("15:04:05.000"), e.RequestID, e.Step, short(e.Host), e.OK, e.Detail)
+		w.t.Logf("journal %s %s %s %s %s ok=%v %s", e.Time.UTC().Format("15:04:05.000000"), e.Bridge, e.RequestID, e.Step, short(e.Host), e.OK, e.Detail)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, r := range w.audit {
+	for i, r := range w.audit {
 		if destructive[r.Action] {
-			w.t.Logf("audit %s %s answers=%v beating=%v master=%v err=%q", r.Action, short(r.Target), r.TargetAnswers, r.TargetBeating, r.TargetMaster, r.Err)
+			w.t.Logf("audit %s %s %s answers=%v beating=%v master=%v err=%q", w.auditAt[i].UTC().Format("15:04:05.000000"),
+				r.Action, short(r.Target), r.TargetAnswers, r.TargetBeating, r.TargetMaster, r.Err)
 		}
+	}
+	// Grants, condensed into runs of one bridge.
+	for i := 0; i < len(w.grants); {
+		j := i
+		for j+1 < len(w.grants) && w.grants[j+1].bridge == w.grants[i].bridge {
+			j++
+		}
+		w.t.Logf("lease %s granted %d time(s) %s..%s", w.grants[i].bridge, j-i+1,
+			w.grants[i].start.UTC().Format("15:04:05.000000"), w.grants[j].end.UTC().Format("15:04:05.000000"))
+		i = j + 1
 	}
 }
 
@@ -434,15 +793,24 @@ func (w *world) retryIncompleteFences() {
 		}
 	}
 	w.mu.Unlock()
-	h, err := w.m.Handle("p")
-	if err != nil {
-		return
-	}
+	running := maps(w.bridges)
 	for _, f := range again {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := w.fencer.Fence(ctx, fencing.Request{Pool: h, Host: f.HostUUID, RequestID: f.RequestID})
-		cancel()
-		w.logf("FenceHost retry %s %s: %v %v", short(f.HostUUID), f.RequestID, outcomeOf(res), err)
+		to := w.pick()
+		if to == nil {
+			return
+		}
+		var res *fencing.Result
+		at, err := w.ask(to, running, "FenceHost retry "+f.RequestID, func(b *bridge) error {
+			h, err := b.m.Handle("p")
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			res, err = b.fencer.Fence(ctx, fencing.Request{Pool: h, Host: f.HostUUID, RequestID: f.RequestID})
+			return err
+		})
+		w.logf("FenceHost retry %s %s at %s: %v %v", short(f.HostUUID), f.RequestID, at.id, outcomeOf(res), err)
 		if err == nil {
 			w.mu.Lock()
 			w.fences = append(w.fences, res)
@@ -464,12 +832,50 @@ var destructive = map[string]bool{
 	"VM.power_state_reset": true, "bmc:ForceOff": true, "bmc:ForceRestart": true, "pool.eject": true,
 }
 
+// accounts tells whether journal entry e is the record of the audited
+// action r: the step that announces it, or reports it done.
+func accounts(e journal.Entry, r xapisim.AuditRecord) bool {
+	switch r.Action {
+	case "pool.emergency_transition_to_master":
+		return e.Step == "promote" && e.Host == r.Target
+	case "pool.recover_slaves":
+		return e.Step == "recover" && e.Host == r.Target
+	case "bmc:ForceOff", "host.shutdown", "host.disable":
+		return (strings.HasPrefix(e.Step, "level:") || e.Step == "harmless" || e.Step == "override") && e.Host == r.Target
+	case "VM.power_state_reset":
+		return e.Step == "vm-reset" && strings.Contains(e.Detail, r.VM)
+	case "pool.emergency_reset_master":
+		return e.Step == "reset" || (e.Step == "heal" && e.Host == r.Target)
+	}
+	return false
+}
+
+// actor is the journal entry that accounts for the action audited at at:
+// the nearest in time, a successful step's first, within 3 s.
+func actor(entries []journal.Entry, r xapisim.AuditRecord, at time.Time) (journal.Entry, bool) {
+	var best journal.Entry
+	found := false
+	dist := func(e journal.Entry) time.Duration { return max(e.Time.Sub(at), at.Sub(e.Time)) }
+	for _, e := range entries {
+		if !accounts(e, r) || dist(e) > 3*time.Second {
+			continue
+		}
+		if !found || e.OK && !best.OK || e.OK == best.OK && dist(e) < dist(best) {
+			best, found = e, true
+		}
+	}
+	return best, found
+}
+
 // check applies the invariants to what was recorded.
 func (w *world) check() []string {
 	w.mu.Lock()
 	audit := slices.Clone(w.audit)
+	auditAt := slices.Clone(w.auditAt)
+	grants := slices.Clone(w.grants)
 	fences := slices.Clone(w.fences)
 	gaps := slices.Clone(w.evGaps)
+	leaseBad := slices.Clone(w.leaseBad)
 	w.mu.Unlock()
 	var bad []string
 	check := func(ok bool, format string, args ...any) {
@@ -478,7 +884,9 @@ func (w *world) check() []string {
 			bad = append(bad, fmt.Sprintf(format, args...))
 		}
 	}
-	entries, _ := w.j.Entries("p", 0, 0)
+	// The shared journal: every bridge's entries.
+	entries, err := w.reader.Entries("p", 0, 0)
+	check(err == nil, "the shared journal cannot be read: %v", err)
 	journaled := func(step, host, detail string) bool {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Step, step) && (host == "" || e.Host == host) && strings.Contains(e.Detail, detail) {
@@ -487,7 +895,7 @@ func (w *world) check() []string {
 		}
 		return false
 	}
-	for _, r := range audit {
+	for i, r := range audit {
 		if !destructive[r.Action] {
 			continue
 		}
@@ -516,6 +924,34 @@ func (w *world) check() []string {
 		case "pool.emergency_reset_master":
 			check(journaled("reset", "", "") || journaled("heal", r.Target, ""), "reset of %s not journaled", short(r.Target))
 		}
+		// 7. Only the lease holder acts: the bridge whose journal entries
+		// account for the action had been let act by its keeper, and no
+		// other bridge was let act between that and the action.
+		e, ok := actor(entries, r, auditAt[i])
+		if !ok {
+			continue // not journaled: reported above
+		}
+		var last *grant
+		for k := range grants {
+			if g := &grants[k]; g.bridge == e.Bridge && !g.end.After(auditAt[i]) && (last == nil || g.end.After(last.end)) {
+				last = g
+			}
+		}
+		check(last != nil, "%s of %s by bridge %s (journal %d %s) although it did not hold the lease: its keeper never let it act",
+			r.Action, short(r.Target), e.Bridge, e.Seq, e.Step)
+		if last == nil {
+			continue
+		}
+		for _, g := range grants {
+			check(g.bridge == e.Bridge || g.start.Before(last.end) || g.end.After(auditAt[i]),
+				"%s of %s by bridge %s (journal %d %s) although it did not hold the lease: %s held it %s after %s's last check, %s before the action",
+				r.Action, short(r.Target), e.Bridge, e.Seq, e.Step, g.bridge, g.start.Sub(last.end).Round(time.Millisecond), e.Bridge,
+				auditAt[i].Sub(g.end).Round(time.Millisecond))
+		}
+	}
+	// 7b. At most one bridge held the lease at any sample.
+	for _, s := range leaseBad {
+		check(false, "%s", s)
 	}
 	// 4b. Every VM of a fenced host was reset, and none twice. The audit
 	// trail is the truth: a reset whose answer was lost to a deadline did
@@ -577,19 +1013,33 @@ func shorts(us []string) []string {
 // promise, and expects each check to say so: invariants that cannot fail
 // would prove nothing.
 func TestTheChecksCatchAnUnsafeBridge(t *testing.T) {
-	w := newWorld(t, 99, false)
-	defer w.sim.Close()
-	defer w.stopBridge()
+	w, err := newWorld(t, mariadbtest.New(t), 99, false)
+	defer w.close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	info := w.sim.Info()
 	creds := xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)}
 	opts := xapi.Options{TLS: xapi.TLSOptions{AllowPlainHTTP: true}}
 	ctx := context.Background()
 	last := len(info.Hosts) - 1
-	// Promote a slave beside a live master, without a journal line.
+	// A rogue bridge on the shared journal, without the lease (bridge a
+	// holds it): it journals a promotion, then promotes a slave beside a
+	// live master.
+	w.settle() // a takes the lease
+	rogue, err := openStore(w.db, "rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
+	if _, err := rogue.Append(journal.Entry{Pool: "p", RequestID: "rogue", Kind: "elect", Step: "promote", Host: info.Hosts[last].UUID,
+		OK: true, Detail: "pool.emergency_transition_to_master"}); err != nil {
+		t.Fatal(err)
+	}
 	local, _ := xapi.NewSlaveLocalClient(info.Hosts[last].URL, creds, opts)
 	local.PoolEmergencyTransitionToMaster(ctx)
 	local.Close(ctx)
-	// Power a live, answering host off through its BMC.
+	// Power a live, answering host off through its BMC, without a journal line.
 	bmc, _ := redfish.New(redfish.Config{URL: info.Hosts[1].BMCURL, Username: info.BMCUsername, Password: info.BMCPassword, AllowPlainHTTP: true})
 	bmc.PowerOff(ctx)
 	// Reset a VM of a live host (the host is cut off, so xapi lets it).
@@ -611,9 +1061,23 @@ func TestTheChecksCatchAnUnsafeBridge(t *testing.T) {
 		}
 		m.Close(ctx)
 	}
+	// A misconfigured bridge whose lease lives in another database: it
+	// and bridge a both hold the pool's lease.
+	elsewhere, err := openStore(mariadbtest.New(t), "misconfigured")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer elsewhere.Close()
+	cfg := chaosLease
+	cfg.ID = "misconfigured"
+	k, err := lease.New(elsewhere, cfg, func() []string { return []string{info.PoolUUID} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.sampleHolders([]*guard{w.bridges["a"].guard, {w: w, id: cfg.ID, k: k}}, []string{info.PoolUUID})
 	v := strings.Join(w.check(), "\n")
 	t.Log(v)
-	for _, want := range []string{"while", "not journaled", "live masters"} {
+	for _, want := range []string{"while", "not journaled", "live masters", "by bridge rogue", "did not hold the lease", "hold the lease of pool"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("the checks missed %q; they said:\n%s", want, v)
 		}
