@@ -40,7 +40,7 @@ require (
 	github.com/rogpeppe/go-internal v1.6.1 // indirect
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.48.0
 	golang.org/x/term v0.46.0
 	golang.org/x/text v0.42.0 // indirect
 )

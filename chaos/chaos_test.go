@@ -273,12 +273,12 @@ func (w *world) startBridge(id string) error {
 	}
 	cfg := chaosLease
 	cfg.ID, cfg.Address = id, id+":50051"
-	if b.keeper, err = lease.New(store, cfg, func() []string {
-		var uuids []string
+	if b.keeper, err = lease.New(store, cfg, func() []lease.Pool {
+		var out []lease.Pool
 		for _, v := range b.m.Pools() {
-			uuids = append(uuids, v.UUID)
+			out = append(out, lease.Pool{UUID: v.UUID, Name: v.Name})
 		}
-		return uuids
+		return out
 	}); err != nil {
 		b.m.Close()
 		store.Close()
@@ -1070,7 +1070,7 @@ func TestTheChecksCatchAnUnsafeBridge(t *testing.T) {
 	defer elsewhere.Close()
 	cfg := chaosLease
 	cfg.ID = "misconfigured"
-	k, err := lease.New(elsewhere, cfg, func() []string { return []string{info.PoolUUID} })
+	k, err := lease.New(elsewhere, cfg, func() []lease.Pool { return []lease.Pool{{UUID: info.PoolUUID, Name: "p"}} })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,18 @@ import (
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
 // elect is the CloudStack-controlled path.
 func (el *election) elect(ctx context.Context) error {
-	if h, ok := el.unfinished(); ok {
+	h, ok, err := el.unfinished()
+	if err != nil {
+		return err
+	}
+	if ok {
 		el.step("resume", h.UUID, fmt.Sprintf("an earlier election promoted %s and did not finish: resuming with it, never a second promotion", h.Name), true)
 		return el.promote(ctx, h)
 	}
@@ -35,7 +40,10 @@ func (el *election) elect(ctx context.Context) error {
 	// Every master of record must be confirmed gone and made harmless:
 	// the pool database's (as the view has it) and the last one the bridge
 	// itself elected, which a lagging view may not show yet.
-	suspects := el.mastersOfRecord()
+	suspects, err := el.mastersOfRecord()
+	if err != nil {
+		return err
+	}
 	if len(suspects) == 0 {
 		return el.refuse("the pool's database names no master the bridge knows")
 	}
@@ -63,17 +71,25 @@ func (el *election) elect(ctx context.Context) error {
 	return el.promote(ctx, cand)
 }
 
-// leased re-checks the lease right before a destructive step: a bridge
-// paused, or cut from the store, since the election began must not go on.
-func (el *election) leased(ctx context.Context, what string) error {
-	if el.e.opts.Lease == nil || el.req.DryRun {
-		return nil
+// hold re-checks the lease right before a destructive call and bounds the
+// call by it: a bridge paused, or cut from the store, since the election
+// began must not go on, nor send the call late.
+func (el *election) hold(ctx context.Context, what string) (context.Context, context.CancelFunc, error) {
+	if el.req.DryRun {
+		return ctx, func() {}, nil
 	}
-	if err := el.e.opts.Lease.Check(ctx, el.view.UUID); err != nil {
+	bctx, cancel, err := lease.Bound(ctx, el.e.opts.Lease, el.view.UUID)
+	if err != nil {
 		el.step("lease", "", "not "+what+": "+err.Error(), false)
-		return err
 	}
-	return nil
+	return bctx, cancel, err
+}
+
+// leased is hold for a step that is not itself a call.
+func (el *election) leased(ctx context.Context, what string) error {
+	_, cancel, err := el.hold(ctx, what)
+	cancel()
+	return err
 }
 
 func (el *election) refuse(why string) error {
@@ -81,14 +97,16 @@ func (el *election) refuse(why string) error {
 	return &RefusedError{Reason: why, Result: el.res}
 }
 
-// unfinished finds a promotion journaled without a result.
-func (el *election) unfinished() (xenha.HostView, bool) {
+// unfinished finds a promotion journaled without a result. A journal that
+// cannot be read is an error: a promotion it holds must not be missed.
+func (el *election) unfinished() (xenha.HostView, bool, error) {
 	if el.e.opts.Journal == nil {
-		return xenha.HostView{}, false
+		return xenha.HostView{}, false, nil
 	}
 	entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0)
 	if err != nil {
-		return xenha.HostView{}, false
+		el.step("journal", "", "cannot read the journal for an unfinished promotion: "+err.Error(), false)
+		return xenha.HostView{}, false, fmt.Errorf("%w: %v", ErrJournalUnreadable, err)
 	}
 	var promoted string
 	for _, en := range entries {
@@ -105,9 +123,10 @@ func (el *election) unfinished() (xenha.HostView, bool) {
 		}
 	}
 	if promoted == "" {
-		return xenha.HostView{}, false
+		return xenha.HostView{}, false, nil
 	}
-	return el.view.Host(promoted)
+	h, ok := el.view.Host(promoted)
+	return h, ok, nil
 }
 
 // confirmGone asks independent witnesses whether the master is gone. One
@@ -174,10 +193,13 @@ func (el *election) makeHarmless(ctx context.Context, old xenha.HostView) error 
 		el.step("plan", old.UUID, "would power the old master off through its "+dev.Driver()+" BMC and read it back", true)
 		return nil
 	}
-	if err := el.leased(ctx, "powering the old master off"); err != nil {
-		return err
+	alreadyOff, err := fencing.PowerOffVerified(ctx, dev, el.e.opts.VerifyTimeout, el.e.opts.PollInterval,
+		func(ctx context.Context) (context.Context, context.CancelFunc, error) {
+			return el.hold(ctx, "powering the old master off")
+		})
+	if lease.IsRefusal(err) {
+		return err // no longer this bridge's to act on, override or not
 	}
-	alreadyOff, err := fencing.PowerOffVerified(ctx, dev, el.e.opts.VerifyTimeout, el.e.opts.PollInterval)
 	switch {
 	case err == nil && alreadyOff:
 		el.step("harmless", old.UUID, "the old master's BMC reports it off", true)
@@ -204,8 +226,9 @@ func (el *election) answersAsSlave(c claims, h xenha.HostView) bool {
 }
 
 // mastersOfRecord lists the hosts that may still be master: the view's,
-// and the last master a finished election of the bridge named.
-func (el *election) mastersOfRecord() []xenha.HostView {
+// and the last master a finished election of the bridge named (an error
+// when the journal cannot be read to say).
+func (el *election) mastersOfRecord() ([]xenha.HostView, error) {
 	var out []xenha.HostView
 	add := func(uuid string) {
 		h, ok := el.view.Host(uuid)
@@ -215,7 +238,12 @@ func (el *election) mastersOfRecord() []xenha.HostView {
 	}
 	add(el.view.Master.UUID)
 	if el.e.opts.Journal != nil {
-		if entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0); err == nil {
+		entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0)
+		if err != nil {
+			el.step("journal", "", "cannot read the journal for the last master elected: "+err.Error(), false)
+			return nil, fmt.Errorf("%w: %v", ErrJournalUnreadable, err)
+		}
+		{
 			last := ""
 			for _, en := range entries {
 				if en.Kind == "elect" && en.Step == "result" && en.OK && en.Host != "" {
@@ -228,7 +256,7 @@ func (el *election) mastersOfRecord() []xenha.HostView {
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // candidate chooses deterministically: reachable, enabled, every shared SR
@@ -302,8 +330,15 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 		if err != nil {
 			return err
 		}
-		err = local.PoolEmergencyTransitionToMaster(ctx)
+		hctx, done, err := el.hold(ctx, "promoting "+cand.Name)
+		if err == nil {
+			err = local.PoolEmergencyTransitionToMaster(hctx)
+		}
+		done()
 		local.Close(context.Background())
+		if lease.IsRefusal(err) {
+			return err
+		}
 		if err != nil {
 			el.step("promote", cand.UUID, "failed: "+err.Error(), false)
 			return fmt.Errorf("promoting %s: %w", cand.Name, err)
@@ -315,15 +350,17 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	}
 	el.step("promote", cand.UUID, cand.Name+" answers as master", true)
 	p.Refresh()
-	if err := el.leased(ctx, "recovering the slaves"); err != nil {
+	hctx, done, err := el.hold(ctx, "recovering the slaves")
+	if err != nil {
 		return err
 	}
 	var reset []xapi.HostRef
-	err := p.Do(ctx, func(c *xapi.Client) error {
+	err = p.Do(hctx, func(c *xapi.Client) error {
 		var err error
-		reset, err = c.PoolRecoverSlaves(ctx)
+		reset, err = c.PoolRecoverSlaves(hctx)
 		return err
 	})
+	done()
 	if err != nil {
 		el.step("recover", cand.UUID, "pool.recover_slaves failed: "+err.Error(), false)
 	} else {
@@ -342,15 +379,19 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 			return fmt.Errorf("hosts still point elsewhere after the election: %s", strings.Join(stray, ", "))
 		}
 		for _, addr := range stray {
-			if err := el.leased(ctx, "resetting "+addr+"'s master"); err != nil {
-				return err
-			}
 			local, err := p.SlaveLocal(addr)
 			if err != nil {
 				continue
 			}
-			err = local.PoolEmergencyResetMaster(ctx, cand.Address)
+			hctx, done, err := el.hold(ctx, "resetting "+addr+"'s master")
+			if err == nil {
+				err = local.PoolEmergencyResetMaster(hctx, cand.Address)
+			}
+			done()
 			local.Close(context.Background())
+			if lease.IsRefusal(err) {
+				return err
+			}
 			el.step("reset", "", fmt.Sprintf("pool.emergency_reset_master on %s: %v", addr, errText(err)), err == nil)
 		}
 	}
@@ -428,13 +469,18 @@ func (el *election) heal(ctx context.Context, c claims) error {
 			el.step("plan", m.UUID, "would run pool.emergency_reset_master on "+m.Name+" naming "+keep.Name, true)
 			continue
 		}
-		if err := el.leased(ctx, "resetting "+m.Name); err != nil {
-			return err
-		}
 		local, err := el.req.Pool.SlaveLocal(m.Address)
 		if err == nil {
-			err = local.PoolEmergencyResetMaster(ctx, keep.Address)
+			var hctx context.Context
+			var done context.CancelFunc
+			if hctx, done, err = el.hold(ctx, "resetting "+m.Name); err == nil {
+				err = local.PoolEmergencyResetMaster(hctx, keep.Address)
+			}
+			done()
 			local.Close(context.Background())
+			if lease.IsRefusal(err) {
+				return err
+			}
 		}
 		el.step("heal", m.UUID, fmt.Sprintf("pool.emergency_reset_master on %s naming %s: %v", m.Name, keep.Name, errText(err)), err == nil)
 		if err != nil {

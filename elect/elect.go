@@ -42,6 +42,10 @@ var (
 	// ErrNotConverged: XenHA has not elected a master by the deadline
 	// (UNAVAILABLE); the Result's trace says what each member answered.
 	ErrNotConverged = errors.New("XenHA has not elected a master yet")
+	// ErrJournalUnreadable: the journal, which holds an earlier election's
+	// unfinished promotion and the last master elected, cannot be read
+	// (UNAVAILABLE): electing without it could promote a second host.
+	ErrJournalUnreadable = errors.New("the journal cannot be read")
 )
 
 // RefusedError is an election the bridge will not carry out

@@ -457,6 +457,20 @@ func TestAdminDesignationDuringAnOutageIsFollowed(t *testing.T) {
 
 // A promotion the journal cannot record is not made: a restart resumes
 // from the journal, and could otherwise promote a second host.
+// A journal that cannot be read may hide an unfinished promotion or the
+// last master elected: no election then.
+func TestNoElectionWhenTheJournalCannotBeRead(t *testing.T) {
+	en := newEnv(t, 3, func(o *Options) { o.Journal = journaltest.FailReads{Store: o.Journal} })
+	en.sim.PowerOff(0)
+	_, err := en.elect(nil)
+	if !errors.Is(err, ErrJournalUnreadable) {
+		t.Fatalf("election with an unreadable journal: %v", err)
+	}
+	if m := en.masters(); len(m) != 0 {
+		t.Fatalf("a host was promoted anyway: %v", m)
+	}
+}
+
 func TestNoPromotionTheJournalCannotRecord(t *testing.T) {
 	for _, step := range []string{"decision", "promote"} {
 		t.Run(step, func(t *testing.T) {

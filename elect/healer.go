@@ -2,7 +2,6 @@ package elect
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -56,29 +55,41 @@ func (e *Elector) healFrom(ctx context.Context, pools *xenha.Manager, sub *xenha
 	}
 }
 
-// autopilot elects once the master has stayed lost for after.
+// autopilot elects once the master has stayed lost for after. With
+// several management servers only the lease holder elects: a bridge
+// refused by the lease looks again every after, so that whichever bridge
+// holds the lease next (this one, once the holder died with the master)
+// still elects.
 func (e *Elector) autopilot(ctx context.Context, h *xenha.Handle, after time.Duration, seq uint64) {
-	select {
-	case <-time.After(after):
-	case <-ctx.Done():
-		return
-	}
-	if v := h.View(); v.Master.Reachable || v.Controller != xenha.ControllerCloudStack {
-		return // the master came back, or the controller changed
-	}
-	e.auto(ctx, h, "autopilot: the master stayed lost", fmt.Sprintf("autopilot-%d", seq))
-}
-
-func (e *Elector) auto(ctx context.Context, h *xenha.Handle, reason, id string) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if _, err := e.Elect(cctx, Request{Pool: h, RequestID: id, Reason: reason}); err != nil {
-		v := h.View()
-		var other *lease.NotHolderError
-		if errors.As(err, &other) {
-			e.log.Debug("automatic election left to the lease holder", "pool", v.Name, "holder", other.Holder, "reason", reason)
+	for {
+		select {
+		case <-time.After(after):
+		case <-ctx.Done():
 			return
 		}
+		if v := h.View(); v.Master.Reachable || v.Controller != xenha.ControllerCloudStack {
+			return // the master came back, or the controller changed
+		}
+		if !e.auto(ctx, h, "autopilot: the master stayed lost", fmt.Sprintf("autopilot-%d", seq)) {
+			return
+		}
+	}
+}
+
+// auto runs an election of the bridge's own; it reports whether the lease
+// refused it (another bridge's to run, or not known whose).
+func (e *Elector) auto(ctx context.Context, h *xenha.Handle, reason, id string) (refused bool) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_, err := e.Elect(cctx, Request{Pool: h, RequestID: id, Reason: reason})
+	v := h.View()
+	switch {
+	case err == nil:
+	case lease.IsRefusal(err):
+		e.log.Debug("automatic election left to the lease holder", "pool", v.Name, "reason", reason, "error", err)
+		return true
+	default:
 		e.log.Warn("automatic election did not complete", "pool", v.Name, "request_id", id, "epoch", v.Epoch, "reason", reason, "error", err)
 	}
+	return false
 }

@@ -47,14 +47,30 @@ var ErrUnreachable = errors.New("BMC unreachable")
 // ErrAuth marks a BMC that refused the credentials.
 var ErrAuth = errors.New("BMC refused the credentials")
 
+// Hold is asked right before a destructive call: it says whether the
+// bridge may still act and returns the context to make the call with.
+type Hold func(ctx context.Context) (context.Context, context.CancelFunc, error)
+
 // PowerOffVerified cuts a host's power through dev and reads the state
 // back until it is off or verify passes. alreadyOff reports a host found
 // off before anything was sent (that counts as fenced).
-func PowerOffVerified(ctx context.Context, dev Device, verify, poll time.Duration) (alreadyOff bool, err error) {
+//
+// hold, when not nil, is asked right before the power-off is sent and
+// bounds the send (the lease of several management servers); an error
+// from it is returned and nothing is sent.
+func PowerOffVerified(ctx context.Context, dev Device, verify, poll time.Duration, hold Hold) (alreadyOff bool, err error) {
 	if state, err := dev.PowerState(ctx); err == nil && state == PowerOff {
 		return true, nil
 	}
-	if err := dev.PowerOff(ctx); err != nil {
+	sctx, done := ctx, context.CancelFunc(func() {})
+	if hold != nil {
+		if sctx, done, err = hold(ctx); err != nil {
+			return false, err
+		}
+	}
+	err = dev.PowerOff(sctx)
+	done()
+	if err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, verify)

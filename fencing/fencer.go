@@ -228,6 +228,9 @@ type run struct {
 	host   xenha.HostView
 	res    *Result
 	device Device
+	// lost is the lease's refusal met midway: the fence stops, and the
+	// caller gets the error, not a result stored under its request id.
+	lost error
 }
 
 // peer runs a call to XAPI or a BMC, counting its time.
@@ -455,9 +458,12 @@ func (r *run) fence(ctx context.Context) error {
 	}
 	if !r.powerOff(ctx, ev) {
 		r.res.Outcome = Failed
-		return nil
+		return r.lost
 	}
 	r.resetVMs(ctx)
+	if r.lost != nil {
+		return r.lost // fenced, VMs left: the holder's retry finishes
+	}
 	r.res.Outcome = Fenced
 	return nil
 }
@@ -497,17 +503,20 @@ func (r *run) stillOurs(ctx context.Context) bool {
 	return true
 }
 
-// leased re-checks the lease right before a destructive step: a bridge
-// paused, or cut from the store, since the fence began must not go on.
-func (r *run) leased(ctx context.Context, what string) bool {
-	if r.f.opts.Lease == nil || r.req.DryRun {
-		return true
+// hold re-checks the lease right before a destructive call and bounds the
+// call by it: a bridge paused, or cut from the store, since the fence
+// began must not go on, nor send the call late. On a refusal it records
+// it in r.lost.
+func (r *run) hold(ctx context.Context, what string) (context.Context, context.CancelFunc, error) {
+	if r.req.DryRun {
+		return ctx, func() {}, nil
 	}
-	if err := r.f.opts.Lease.Check(ctx, r.view.UUID); err != nil {
+	bctx, cancel, err := lease.Bound(ctx, r.f.opts.Lease, r.view.UUID)
+	if err != nil {
 		r.step("lease", "not "+what+": "+err.Error(), false)
-		return false
+		r.lost = err
 	}
-	return true
+	return bctx, cancel, err
 }
 
 // plan lists, for a dry run, what would be done.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/journal/journaltest"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -510,6 +511,47 @@ func TestAnIncompleteResultIsNotKeptSoTheRetryFinishes(t *testing.T) {
 }
 
 // A fence the journal cannot record is not carried out.
+// flipGuard holds the lease for its first n checks, then another bridge
+// does.
+type flipGuard struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (g *flipGuard) Check(context.Context, string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n <= 0 {
+		return &lease.NotHolderError{Pool: "p", Holder: "mgmt-2"}
+	}
+	g.n--
+	return nil
+}
+
+// A fence whose bridge loses the lease midway stops there, answers with
+// the lease's error and keeps no result: the same request id at the
+// holder is carried out, not answered "failed" from the journal.
+func TestAFenceThatLosesItsLeaseMidwayStopsAndKeepsNoResult(t *testing.T) {
+	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
+	g := &flipGuard{n: 1} // the check before the fence starts passes
+	e.f.opts.Lease = g
+	dev := e.bmc(2)
+	e.hang(2)
+	_, err := e.fence(2, func(r *Request) { r.RequestID = "f1" })
+	var nh *lease.NotHolderError
+	if !errors.As(err, &nh) || nh.Holder != "mgmt-2" {
+		t.Fatalf("fence after the lease went: %v", err)
+	}
+	if dev.offs != 0 || !e.sim.State().Hosts[2].Powered {
+		t.Fatalf("the host was powered off (%d) by a bridge without the lease", dev.offs)
+	}
+	e.f.opts.Lease = &flipGuard{n: 100} // this bridge holds it again
+	res := e.mustFence(2, func(r *Request) { r.RequestID = "f1" })
+	if res.Outcome != Fenced || dev.offs != 1 {
+		t.Fatalf("the same request id afterwards: %s, offs %d\n%s", res.Outcome, dev.offs, trace(res))
+	}
+}
+
 func TestNoFenceTheJournalCannotRecord(t *testing.T) {
 	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
 	e.f.opts.Journal = journaltest.FailStep{Store: e.j, Step: "controller"}

@@ -22,9 +22,6 @@ func (r *run) powerOff(ctx context.Context, ev evidence) bool {
 			r.step("level:"+level, "no time left: "+ctx.Err().Error(), false)
 			return false
 		}
-		if level != LevelHeartbeatWait && !r.leased(ctx, "powering the host off ("+level+")") {
-			return false
-		}
 		var err error
 		switch level {
 		case LevelBMC:
@@ -35,6 +32,9 @@ func (r *run) powerOff(ctx context.Context, ev evidence) bool {
 			err = r.heartbeatWait(ctx, ev)
 		default:
 			err = fmt.Errorf("unknown level %q", level)
+		}
+		if r.lost != nil {
+			return false // the lease is gone: no further level
 		}
 		if err == nil {
 			r.res.Method = level
@@ -54,8 +54,12 @@ func (r *run) bmc(ctx context.Context) error {
 	if r.device == nil {
 		return errors.New("no BMC configured")
 	}
-	var err error
-	r.peer(func() { err = r.device.PowerOff(ctx) })
+	hctx, done, err := r.hold(ctx, "powering the host off through its BMC")
+	if err != nil {
+		return err
+	}
+	r.peer(func() { err = r.device.PowerOff(hctx) })
+	done()
 	if err != nil {
 		return err // an unreachable BMC falls through, it is not retried forever
 	}
@@ -76,18 +80,22 @@ func (r *run) bmc(ctx context.Context) error {
 // answering.
 func (r *run) xapiSoft(ctx context.Context) error {
 	ref := xapi.HostRef(r.host.Ref)
-	var err error
+	hctx, done, err := r.hold(ctx, "shutting the host down through XAPI")
+	if err != nil {
+		return err
+	}
 	r.peer(func() {
-		err = r.req.Pool.Do(ctx, func(c *xapi.Client) error {
-			if err := c.HostDisable(ctx, ref); err != nil {
+		err = r.req.Pool.Do(hctx, func(c *xapi.Client) error {
+			if err := c.HostDisable(hctx, ref); err != nil {
 				return fmt.Errorf("host.disable: %w", err)
 			}
-			if err := c.HostShutdown(ctx, ref); err != nil {
+			if err := c.HostShutdown(hctx, ref); err != nil {
 				return fmt.Errorf("host.shutdown: %w", err)
 			}
 			return nil
 		})
 	})
+	done()
 	if err != nil {
 		return err
 	}
@@ -177,13 +185,14 @@ func (r *run) resetVMs(ctx context.Context) {
 		if string(vm.ResidentOn) != r.host.Ref || vm.IsControlDomain || vm.PowerState == xapi.PowerStateHalted {
 			continue
 		}
-		if !r.leased(ctx, "resetting VM "+vm.UUID) {
+		hctx, done, err := r.hold(ctx, "resetting VM "+vm.UUID)
+		if err != nil {
 			r.res.Incomplete = true // the holder's retry finishes the job
 			return
 		}
 		out := VMReset{UUID: vm.UUID, Name: vm.NameLabel}
-		var err error
-		r.peer(func() { err = r.req.Pool.Do(ctx, func(c *xapi.Client) error { return c.VMPowerStateReset(ctx, ref) }) })
+		r.peer(func() { err = r.req.Pool.Do(hctx, func(c *xapi.Client) error { return c.VMPowerStateReset(hctx, ref) }) })
+		done()
 		if err != nil {
 			r.res.Incomplete = true
 			out.Error = err.Error()

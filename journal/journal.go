@@ -38,10 +38,13 @@ type Store interface {
 	Result(kind, pool, requestID string) ([]byte, bool, error)
 	SaveResult(kind, pool, requestID string, result []byte) error
 	Epoch(pool string) (uint64, error)
-	// RaiseEpoch records that a pool's epoch is at least epoch and
-	// returns the epoch stored, which may be higher: with a shared store,
-	// another bridge may have raised it. An epoch never goes down.
-	RaiseEpoch(pool string, epoch uint64) (uint64, error)
+	// AdvanceEpoch records a pool's controller and master (state) as
+	// seen by a bridge whose epoch is current, and returns the pool's
+	// epoch: the higher of the stored and current epochs, plus one when
+	// state differs from the state last recorded. So bridges sharing a
+	// store that see the same change raise the epoch once between them,
+	// and an epoch never goes down.
+	AdvanceEpoch(pool, state string, current uint64) (uint64, error)
 	Close() error
 }
 
@@ -49,6 +52,7 @@ var (
 	bucketEntries = []byte("entries") // pool → seq → Entry
 	bucketResults = []byte("results") // kind/pool/request → result
 	bucketEpochs  = []byte("epochs")  // pool → epoch
+	bucketStates  = []byte("states")  // pool → the state the epoch was raised for
 )
 
 // Bolt is the embedded Store.
@@ -66,7 +70,7 @@ func Open(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntries, bucketResults, bucketEpochs} {
+		for _, b := range [][]byte{bucketEntries, bucketResults, bucketEpochs, bucketStates} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -176,17 +180,24 @@ func (j *Bolt) Epoch(pool string) (uint64, error) {
 	return n, err
 }
 
-// RaiseEpoch raises a pool's epoch to epoch, unless it is higher already.
-func (j *Bolt) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
+// AdvanceEpoch records a pool's state and returns its epoch; see Store.
+func (j *Bolt) AdvanceEpoch(pool, state string, current uint64) (uint64, error) {
+	var n uint64
 	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEpochs)
-		if v := b.Get([]byte(pool)); len(v) == 8 && binary.BigEndian.Uint64(v) >= epoch {
-			epoch = binary.BigEndian.Uint64(v)
-			return nil
+		epochs, states := tx.Bucket(bucketEpochs), tx.Bucket(bucketStates)
+		n = current
+		if v := epochs.Get([]byte(pool)); len(v) == 8 {
+			n = max(n, binary.BigEndian.Uint64(v))
 		}
-		return b.Put([]byte(pool), u64(epoch))
+		if string(states.Get([]byte(pool))) != state {
+			n++
+			if err := states.Put([]byte(pool), []byte(state)); err != nil {
+				return err
+			}
+		}
+		return epochs.Put([]byte(pool), u64(n))
 	})
-	return epoch, err
+	return n, err
 }
 
 // Stats is the journal's size, for metrics.

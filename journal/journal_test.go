@@ -74,11 +74,11 @@ func TestEpochNeverGoesBackwards(t *testing.T) {
 	if n, _ := j.Epoch("p"); n != 0 {
 		t.Fatalf("fresh epoch %d", n)
 	}
-	if n, err := j.RaiseEpoch("p", 7); err != nil || n != 7 {
-		t.Fatalf("raise to 7: %d, %v", n, err)
+	if n, err := j.AdvanceEpoch("p", "a", 6); err != nil || n != 7 {
+		t.Fatalf("advance from 6: %d, %v", n, err)
 	}
-	if n, err := j.RaiseEpoch("p", 3); err != nil || n != 7 {
-		t.Fatalf("raise to 3 under 7: %d, %v", n, err)
+	if n, err := j.AdvanceEpoch("p", "a", 3); err != nil || n != 7 {
+		t.Fatalf("the same state from 3: %d, %v", n, err)
 	}
 	j.Close()
 	j = open(t, path)

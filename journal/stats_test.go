@@ -20,7 +20,7 @@ func TestStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := j.RaiseEpoch("c", 3); err != nil { // an epoch is not an entry
+	if _, err := j.AdvanceEpoch("c", "s", 3); err != nil { // an epoch is not an entry
 		t.Fatal(err)
 	}
 	st, err = j.Stats()

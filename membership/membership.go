@@ -85,18 +85,21 @@ func (s *Service) leased(ctx context.Context, h *xenha.Handle, dryRun bool) erro
 	if s.Lease == nil || dryRun {
 		return nil
 	}
-	return s.Lease.Check(ctx, h.View().UUID)
+	return s.Lease.Check(ctx, h.View().UUID) // "" (not observed) is refused
 }
 
-// begin checks the lease and journals why a change is about to be made.
-// A change by a bridge without the pool's lease, or one the journal
-// cannot record, is not made.
+// begin journals why a change is about to be made, then checks the lease
+// once more, right before the change. A change the journal cannot
+// record, or by a bridge that no longer holds the pool's lease, is not
+// made. (The XAPI call itself is not bounded by the lease, unlike a
+// fence's: pool.join and pool.enable_ha may take longer than a lease.)
 func (s *Service) begin(ctx context.Context, h *xenha.Handle, step, host, detail string) error {
-	if err := s.leased(ctx, h, false); err != nil {
-		return err
-	}
 	if err := s.record(h, step, host, detail, true); err != nil {
 		return refuse("refusing the %s: the journal cannot record it: %v", step, err)
+	}
+	if err := s.leased(ctx, h, false); err != nil {
+		s.record(h, step, host, "not made: "+err.Error(), false)
+		return err
 	}
 	return nil
 }

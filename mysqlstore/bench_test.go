@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/internal/mariadbtest"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 )
 
 // The cost of the shared store on a local MariaDB: one journal step, one
@@ -47,7 +48,8 @@ func BenchmarkLeaseRenewal(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := s.Acquire(ctx, fmt.Sprint("pool-", i%10), "a", "a:50051", 15*time.Second); err != nil {
+		p := lease.Pool{UUID: fmt.Sprint("pool-", i%10), Name: fmt.Sprint("p", i%10)}
+		if _, err := s.Acquire(ctx, lease.Claim{Pool: p, ID: "a", Instance: "1", Address: "a:50051"}, 15*time.Second); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -55,7 +57,7 @@ func BenchmarkLeaseRenewal(b *testing.B) {
 
 func BenchmarkEpoch(b *testing.B) {
 	s := open(b, mariadbtest.New(b), "a")
-	s.RaiseEpoch("p", 3)
+	s.AdvanceEpoch("p", "s", 3)
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := s.Epoch("p"); err != nil {

@@ -115,9 +115,9 @@ func retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
-// Append stores e with the next sequence number of its pool. The pool's
-// row is locked for the transaction, so bridges appending at once get
-// distinct, gap-free sequence numbers.
+// Append stores e with the next sequence number of its pool: bridges
+// appending at once get distinct, rising numbers (a bridge that dies
+// between the two statements leaves one unused).
 func (s *Store) Append(e journal.Entry) (journal.Entry, error) {
 	if e.Pool == "" {
 		return e, errors.New("journal: an entry needs a pool")
@@ -133,8 +133,6 @@ func (s *Store) Append(e journal.Entry) (journal.Entry, error) {
 		// The pool's counter, raised in one statement that also reports
 		// the new value (LAST_INSERT_ID(expr) comes back in the OK
 		// packet): concurrent appends queue on the row, never deadlock.
-		// A bridge that dies between the two statements leaves a number
-		// unused; numbers only ever rise.
 		res, err := s.exec(ctx, `INSERT INTO xenha_pools (pool, last_seq) VALUES (?, LAST_INSERT_ID(1))
 			ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + 1)`, e.Pool)
 		if err != nil {
@@ -227,55 +225,75 @@ func (s *Store) Epoch(pool string) (uint64, error) {
 	return n, nil
 }
 
-// RaiseEpoch raises a pool's epoch to epoch unless it is higher, and
-// returns the epoch stored.
-func (s *Store) RaiseEpoch(pool string, epoch uint64) (uint64, error) {
+// AdvanceEpoch records a pool's controller and master (state) as a
+// bridge at epoch current sees them; see journal.Store. One statement
+// decides, under the row's lock: a state already recorded (by another
+// bridge that saw the change first) keeps the epoch, a new one raises it.
+// MySQL assigns left to right: epoch reads the old epoch_state.
+func (s *Store) AdvanceEpoch(pool, state string, current uint64) (uint64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var n uint64
-	_, err := s.exec(ctx, `INSERT INTO xenha_pools (pool, epoch) VALUES (?, ?)
-		ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))`, pool, epoch)
+	_, err := s.exec(ctx, `INSERT INTO xenha_pools (pool, epoch, epoch_state) VALUES (?, ?, ?)
+		ON DUPLICATE KEY UPDATE
+			epoch = IF(epoch_state = VALUES(epoch_state), GREATEST(epoch, ?), GREATEST(epoch, ?) + 1),
+			epoch_state = VALUES(epoch_state)`, pool, current+1, state, current, current)
 	if err == nil {
 		err = s.db.QueryRowContext(ctx, `SELECT epoch FROM xenha_pools WHERE pool = ?`, pool).Scan(&n)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("journal: raise the epoch of %s: %w", pool, err)
+		return 0, fmt.Errorf("journal: advance the epoch of %s: %w", pool, err)
 	}
 	return n, nil
 }
 
 // Acquire takes or renews a pool's lease; see lease.Backend. Expiry is
 // the database's clock (UTC_TIMESTAMP(6)) plus d, never a bridge's.
-func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d time.Duration) (lease.Record, error) {
+func (s *Store) Acquire(ctx context.Context, c lease.Claim, d time.Duration) (lease.Record, error) {
+	pool := c.Pool.UUID
 	rec := lease.Record{Pool: pool}
 	us := d.Microseconds()
 	err := func() error {
-		// Renew, or take over an expired lease, in one conditional
-		// statement. MySQL assigns left to right: term and acquired_at
-		// read the old holder before holder is overwritten.
+		// The first bridge fixes the pool's name; one naming it otherwise
+		// would keep a journal and an epoch of its own: it gets no lease.
+		if _, err := s.exec(ctx, `INSERT IGNORE INTO xenha_pool_names (pool_uuid, pool_name) VALUES (?, ?)`, pool, c.Pool.Name); err != nil {
+			return err
+		}
+		var name string
+		if err := s.db.QueryRowContext(ctx, `SELECT pool_name FROM xenha_pool_names WHERE pool_uuid = ?`, pool).Scan(&name); err != nil {
+			return err
+		}
+		if name != c.Pool.Name {
+			return fmt.Errorf("%w: %q there, %q here; attach it under one name on every bridge", lease.ErrNameConflict, name, c.Pool.Name)
+		}
+		// Renew (this bridge's run holds it), or take over an expired
+		// lease, in one conditional statement. MySQL assigns left to
+		// right: term and acquired_at read the old holder and instance
+		// before they are overwritten.
 		res, err := s.exec(ctx, `UPDATE xenha_leases SET
-			term = IF(holder = ?, term, term + 1),
-			acquired_at = IF(holder = ?, acquired_at, UTC_TIMESTAMP(6)),
-			holder = ?, address = ?, renewed_at = UTC_TIMESTAMP(6),
+			term = IF(holder = ? AND instance = ?, term, term + 1),
+			acquired_at = IF(holder = ? AND instance = ?, acquired_at, UTC_TIMESTAMP(6)),
+			holder = ?, instance = ?, address = ?, renewed_at = UTC_TIMESTAMP(6),
 			expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-			WHERE pool_uuid = ? AND (holder = ? OR expires_at <= UTC_TIMESTAMP(6))`,
-			holder, holder, holder, address, us, pool, holder)
+			WHERE pool_uuid = ? AND ((holder = ? AND instance = ?) OR expires_at <= UTC_TIMESTAMP(6))`,
+			c.ID, c.Instance, c.ID, c.Instance, c.ID, c.Instance, c.Address, us, pool, c.ID, c.Instance)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			// No row yet, or another's live lease, which INSERT IGNORE
 			// leaves alone.
-			if _, err := s.exec(ctx, `INSERT IGNORE INTO xenha_leases (pool_uuid, holder, address, term, acquired_at, renewed_at, expires_at)
-				VALUES (?, ?, ?, 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)`, pool, holder, address, us); err != nil {
+			if _, err := s.exec(ctx, `INSERT IGNORE INTO xenha_leases (pool_uuid, holder, instance, address, term, acquired_at, renewed_at, expires_at)
+				VALUES (?, ?, ?, ?, 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)`,
+				pool, c.ID, c.Instance, c.Address, us); err != nil {
 				return err
 			}
 		}
-		// Whoever the row names now holds the lease: this bridge, if it
-		// renewed above, for at least d from before it asked.
+		// Whoever the row names now holds the lease: this bridge's run,
+		// if it renewed above, for at least d from before it asked.
 		var remaining int64
-		err = s.db.QueryRowContext(ctx, `SELECT holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
-			FROM xenha_leases WHERE pool_uuid = ?`, pool).Scan(&rec.Holder, &rec.Address, &rec.Term, &remaining)
+		err = s.db.QueryRowContext(ctx, `SELECT holder, instance, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+			FROM xenha_leases WHERE pool_uuid = ?`, pool).Scan(&rec.Holder, &rec.Instance, &rec.Address, &rec.Term, &remaining)
 		rec.Remaining = time.Duration(remaining) * time.Microsecond
 		return err
 	}()
@@ -285,45 +303,25 @@ func (s *Store) Acquire(ctx context.Context, pool, holder, address string, d tim
 	return rec, nil
 }
 
-// Release ends holder's lease now, so another bridge can take it at once.
-func (s *Store) Release(ctx context.Context, pool, holder string) error {
+// Release ends the claim's lease now, so another bridge can take it at
+// once; another run's lease, even under the same id, is left alone.
+func (s *Store) Release(ctx context.Context, c lease.Claim) error {
 	_, err := s.exec(ctx, `UPDATE xenha_leases SET expires_at = UTC_TIMESTAMP(6)
-		WHERE pool_uuid = ? AND holder = ? AND expires_at > UTC_TIMESTAMP(6)`, pool, holder)
+		WHERE pool_uuid = ? AND holder = ? AND instance = ? AND expires_at > UTC_TIMESTAMP(6)`, c.Pool.UUID, c.ID, c.Instance)
 	if err != nil {
-		return fmt.Errorf("release the lease of %s: %w", pool, err)
+		return fmt.Errorf("release the lease of %s: %w", c.Pool.UUID, err)
 	}
 	return nil
 }
 
-// Leases lists every lease, for the operator's view.
-func (s *Store) Leases(ctx context.Context) ([]lease.Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT pool_uuid, holder, address, term, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
-		FROM xenha_leases ORDER BY pool_uuid`)
-	if err != nil {
-		return nil, fmt.Errorf("leases: %w", err)
-	}
-	defer rows.Close()
-	var out []lease.Record
-	for rows.Next() {
-		var r lease.Record
-		var us int64
-		if err := rows.Scan(&r.Pool, &r.Holder, &r.Address, &r.Term, &us); err != nil {
-			return nil, fmt.Errorf("leases: %w", err)
-		}
-		r.Remaining = time.Duration(us) * time.Microsecond
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 // Stats reads the journal's size for the metrics: the entries of each
-// pool (sequences are gap-free, so the last is the count) and the bytes
-// InnoDB reports for the bridge's tables.
+// pool (counted on the primary key) and the bytes InnoDB reports for the
+// bridge's tables.
 func (s *Store) Stats() (journal.Stats, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	st := journal.Stats{Entries: map[string]uint64{}}
-	rows, err := s.db.QueryContext(ctx, `SELECT pool, last_seq FROM xenha_pools WHERE last_seq > 0`)
+	rows, err := s.db.QueryContext(ctx, `SELECT pool, COUNT(*) FROM xenha_journal GROUP BY pool`)
 	if err != nil {
 		return st, fmt.Errorf("journal stats: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/internal/mariadbtest"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/journal/journaltest"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 )
 
 func TestMain(m *testing.M) { mariadbtest.Main(m) }
@@ -138,7 +139,7 @@ func TestStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.RaiseEpoch("c", 3); err != nil { // an epoch is not an entry
+	if _, err := s.AdvanceEpoch("c", "s", 3); err != nil { // an epoch is not an entry
 		t.Fatal(err)
 	}
 	st, err := s.Stats()
@@ -163,13 +164,14 @@ func TestTheDocumentedPrivilegesSuffice(t *testing.T) {
 	if err := s.SaveResult("fence", "p", "r", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RaiseEpoch("p", 2); err != nil {
+	if _, err := s.AdvanceEpoch("p", "s", 2); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := s.Acquire(context.Background(), "uuid", "a", "a:1", time.Second); err != nil || rec.Holder != "a" {
+	c := lease.Claim{Pool: lease.Pool{UUID: "uuid", Name: "p"}, ID: "a", Instance: "1", Address: "a:1"}
+	if rec, err := s.Acquire(context.Background(), c, time.Second); err != nil || rec.Holder != "a" {
 		t.Fatalf("%+v %v", rec, err)
 	}
-	if err := s.Release(context.Background(), "uuid", "a"); err != nil {
+	if err := s.Release(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := s.Stats(); err != nil || st.Entries["p"] != 1 {

@@ -4,17 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // migrations bring the schema from version i to i+1. Append only: a
 // released migration is never edited, so every bridge agrees on what
 // version n means. Each is idempotent (IF NOT EXISTS).
 var migrations = []string{
-	// 1: one row per pool: its epoch and the journal's last sequence.
+	// 1: one row per pool: its epoch, the controller and master the epoch
+	// was raised for (so the bridges raise it once per change, not once
+	// each), and the journal's last sequence number.
 	`CREATE TABLE IF NOT EXISTS xenha_pools (
-		pool     VARCHAR(191) NOT NULL PRIMARY KEY,
-		epoch    BIGINT UNSIGNED NOT NULL DEFAULT 0,
-		last_seq BIGINT UNSIGNED NOT NULL DEFAULT 0
+		pool        VARCHAR(191) NOT NULL PRIMARY KEY,
+		epoch       BIGINT UNSIGNED NOT NULL DEFAULT 0,
+		epoch_state VARCHAR(255) NOT NULL DEFAULT '',
+		last_seq    BIGINT UNSIGNED NOT NULL DEFAULT 0
 	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	// 2: every journaled step, and the bridge that wrote it.
 	`CREATE TABLE IF NOT EXISTS xenha_journal (
@@ -42,14 +46,24 @@ var migrations = []string{
 	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	// 4: one lease per pool, keyed by the XenServer pool UUID so two
 	// bridges that name a pool differently still contend for one lease.
+	// instance tells two runs of one bridge id apart; both columns compare
+	// bytes, as the bridge does.
 	`CREATE TABLE IF NOT EXISTS xenha_leases (
 		pool_uuid   VARCHAR(64) NOT NULL PRIMARY KEY,
-		holder      VARCHAR(191) NOT NULL,
+		holder      VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+		instance    VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
 		address     VARCHAR(255) NOT NULL DEFAULT '',
 		term        BIGINT UNSIGNED NOT NULL,
 		acquired_at DATETIME(6) NOT NULL,
 		renewed_at  DATETIME(6) NOT NULL,
 		expires_at  DATETIME(6) NOT NULL
+	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+	// 5: the name each pool UUID is attached under, fixed by the first
+	// bridge: the journal and the epoch are kept by name, so a bridge that
+	// names the pool otherwise must not act on it.
+	`CREATE TABLE IF NOT EXISTS xenha_pool_names (
+		pool_uuid VARCHAR(64) NOT NULL PRIMARY KEY,
+		pool_name VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL
 	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 }
 
@@ -66,12 +80,20 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("mysqlstore: connect: %w", err)
 	}
 	defer conn.Close()
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK('xenha_bridge_schema', ?)`, int(s.timeout.Seconds())*4).Scan(&got); err != nil {
-		return fmt.Errorf("mysqlstore: schema lock: %w", err)
-	}
-	if !got.Valid || got.Int64 != 1 {
-		return fmt.Errorf("mysqlstore: another bridge holds the schema lock")
+	// GET_LOCK without a wait, tried again: a wait inside the statement
+	// would outlast the connection's read timeout.
+	for got := int64(0); got != 1; {
+		var n sql.NullInt64
+		if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK('xenha_bridge_schema', 0)`).Scan(&n); err != nil {
+			return fmt.Errorf("mysqlstore: schema lock: %w", err)
+		}
+		if got = n.Int64; got != 1 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("mysqlstore: another bridge held the schema lock for %s", 6*s.timeout)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 	defer conn.ExecContext(context.Background(), `DO RELEASE_LOCK('xenha_bridge_schema')`)
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS xenha_schema (

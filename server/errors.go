@@ -36,6 +36,12 @@ func toStatus(err error) error {
 		// succeed, sending the call to the holder can.
 		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.ErrorInfo{Reason: "NOT_LEASE_HOLDER", Domain: "xenha-bridge",
 			Metadata: map[string]string{"pool_uuid": notHolder.Pool, "holder": notHolder.Holder, "holder_address": notHolder.Address}})
+	case errors.Is(err, lease.ErrNameConflict):
+		// A configuration mistake: journal and epoch would split between
+		// bridges, so none acts here until the names agree.
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.ErrorInfo{Reason: "POOL_NAME_CONFLICT", Domain: "xenha-bridge"})
+	case errors.Is(err, elect.ErrJournalUnreadable):
+		return withDetails(codes.Unavailable, err.Error(), &errdetails.ErrorInfo{Reason: "JOURNAL_UNREADABLE", Domain: "xenha-bridge"})
 	case errors.Is(err, lease.ErrLost), errors.Is(err, lease.ErrUnknown):
 		// The store cannot say who is captain now: retry shortly (here
 		// or at another bridge); nobody acts meanwhile.

@@ -95,10 +95,10 @@ func (w *multiWorld) bridge(id string) *bridge {
 	}
 	cfg := testLease
 	cfg.ID, cfg.Address = id, id+":50051"
-	b.keeper, err = lease.New(store, cfg, func() []string {
-		var out []string
+	b.keeper, err = lease.New(store, cfg, func() []lease.Pool {
+		var out []lease.Pool
 		for _, v := range m.Pools() {
-			out = append(out, v.UUID)
+			out = append(out, lease.Pool{UUID: v.UUID, Name: v.Name})
 		}
 		return out
 	})
@@ -415,7 +415,8 @@ func TestTheSharedEpochCountsBeforeTheViewCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	raised, err := other.RaiseEpoch("sim", r.GetEpoch()+5)
+	// As if it had seen a change this bridge has not, at a higher epoch.
+	raised, err := other.AdvanceEpoch("sim", "elsewhere", r.GetEpoch()+4)
 	if err != nil || raised != r.GetEpoch()+5 {
 		t.Fatalf("raise: %d %v", raised, err)
 	}

@@ -117,7 +117,7 @@ type Options struct {
 // of several management servers; journal.Store is one.
 type EpochStore interface {
 	Epoch(pool string) (uint64, error)
-	RaiseEpoch(pool string, epoch uint64) (uint64, error)
+	AdvanceEpoch(pool, state string, current uint64) (uint64, error)
 }
 
 // Manager owns the attached pools.

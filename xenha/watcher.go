@@ -80,16 +80,16 @@ func (w *watcher) update(change func(ob *observation)) {
 	old := w.view.Load()
 	cur := derive(w.spec, w.ob, w.epoch)
 	if cur.Observed && (!old.Observed || old.Controller != cur.Controller || old.Master.UUID != cur.Master.UUID) {
-		w.epoch++
+		// The store decides, so that bridges sharing it raise the epoch
+		// once per change between them, and adopt one another's.
+		n, err := w.epoch+1, error(nil)
 		if w.epochs != nil {
-			// A shared store may be ahead: another bridge saw this change,
-			// or one this bridge missed, first.
-			if n, err := w.epochs.RaiseEpoch(w.spec.Name, w.epoch); err != nil {
-				w.log.Error("cannot record the epoch", "epoch", w.epoch, "error", err)
-			} else if n > w.epoch {
-				w.epoch = n
+			if n, err = w.epochs.AdvanceEpoch(w.spec.Name, cur.Controller.String()+"/"+cur.Master.UUID, w.epoch); err != nil {
+				w.log.Error("cannot record the epoch: raised here only", "epoch", w.epoch+1, "error", err)
+				n = w.epoch + 1
 			}
 		}
+		w.epoch = max(w.epoch, n)
 		cur.Epoch = w.epoch
 	}
 	cause := CauseUnknown

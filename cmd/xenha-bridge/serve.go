@@ -143,12 +143,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if shared != nil {
 		l := cfg.Lease
 		keeper, err = lease.New(shared, lease.Config{ID: l.ID, Address: l.Advertise, Duration: l.Duration, Renew: l.Renew,
-			Margin: l.Margin, Logger: log.Named("lease")}, func() []string {
-			var uuids []string
+			Margin: l.Margin, Logger: log.Named("lease")}, func() []lease.Pool {
+			var out []lease.Pool
 			for _, v := range pools.Pools() {
-				uuids = append(uuids, v.UUID)
+				out = append(out, lease.Pool{UUID: v.UUID, Name: v.Name})
 			}
-			return uuids
+			return out
 		})
 		if err != nil {
 			return err

@@ -103,24 +103,34 @@ func Conformance(t *testing.T, open func(t *testing.T) (a, b journal.Store)) {
 			t.Fatal("kinds share request ids")
 		}
 	})
-	t.Run("an epoch never goes down", func(t *testing.T) {
+	t.Run("an epoch rises once per change and never goes down", func(t *testing.T) {
 		a, b := open(t)
 		if n, err := a.Epoch("p"); err != nil || n != 0 {
 			t.Fatalf("fresh epoch %d %v", n, err)
 		}
-		if n, err := a.RaiseEpoch("p", 7); err != nil || n != 7 {
-			t.Fatalf("raise to 7: %d %v", n, err)
+		// A bridge at 6 sees a change: 7.
+		if n, err := a.AdvanceEpoch("p", "cloudstack/m1", 6); err != nil || n != 7 {
+			t.Fatalf("a new state from 6: %d %v", n, err)
 		}
-		if n, err := b.RaiseEpoch("p", 3); err != nil || n != 7 {
-			t.Fatalf("raise to 3 under 7: %d %v", n, err)
+		// Another bridge, at 6 too, sees the same change: still 7.
+		if n, err := b.AdvanceEpoch("p", "cloudstack/m1", 6); err != nil || n != 7 {
+			t.Fatalf("the same state again: %d %v", n, err)
 		}
-		if n, _ := b.Epoch("p"); n != 7 {
+		// One that missed it, at 3, sees the next change: 8, never below.
+		if n, err := b.AdvanceEpoch("p", "cloudstack/m2", 3); err != nil || n != 8 {
+			t.Fatalf("the next state from 3: %d %v", n, err)
+		}
+		// One ahead of the store (it could not write) stays ahead.
+		if n, err := a.AdvanceEpoch("p", "cloudstack/m2", 11); err != nil || n != 11 {
+			t.Fatalf("the same state from 11: %d %v", n, err)
+		}
+		if n, _ := b.Epoch("p"); n != 11 {
 			t.Fatalf("epoch %d", n)
 		}
 		if _, err := a.Append(journal.Entry{Pool: "p", Kind: "fence"}); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := a.Epoch("p"); n != 7 {
+		if n, _ := a.Epoch("p"); n != 11 {
 			t.Fatalf("an append moved the epoch to %d", n)
 		}
 	})

@@ -1,0 +1,6 @@
+package lease
+
+import "time"
+
+// processStart anchors the monotonic fallback of bootClock.
+var processStart = time.Now()
