@@ -191,7 +191,9 @@ func (r *run) resetVMs(ctx context.Context) {
 			return
 		}
 		out := VMReset{UUID: vm.UUID, Name: vm.NameLabel}
-		r.peer(func() { err = r.req.Pool.Do(hctx, func(c *xapi.Client) error { return c.VMPowerStateReset(hctx, ref) }) })
+		r.peer(func() {
+			err = r.req.Pool.Do(hctx, func(c *xapi.Client) error { return c.VMPowerStateReset(hctx, ref) })
+		})
 		done()
 		if err != nil {
 			r.res.Incomplete = true
