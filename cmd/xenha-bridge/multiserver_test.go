@@ -214,7 +214,7 @@ pools:
 	// a is paused past its lease: b takes over once it has run out.
 	a.signal(t, syscall.SIGSTOP)
 	took := b.waitHolds(t, 10*procLease)
-	if took < procLease-procRenew {
+	if took < procLease/2 { // one that ignored the lease would take it within a renew or two
 		t.Fatalf("b took over %s after a's pause, before a's lease (%s) could run out", took, procLease)
 	}
 	sim.PowerOff(0) // the master dies meanwhile
@@ -249,7 +249,7 @@ pools:
 	// b is killed: a takes the pool back once b's lease has run out.
 	b.signal(t, syscall.SIGKILL)
 	took = a.waitHolds(t, 10*procLease)
-	if took < procLease-procRenew {
+	if took < procLease/2 {
 		t.Fatalf("a took over %s after b died, before b's lease (%s) could run out", took, procLease)
 	}
 	r, err := a.lease(t)

@@ -71,7 +71,15 @@ func (d Database) DSNVia(addr string) string { return fmt.Sprintf("%s@tcp(%s)/%s
 func New(t testing.TB) Database {
 	t.Helper()
 	require(t)
-	once.Do(func() { srv, srvErr = start() })
+	once.Do(func() {
+		// The port is chosen free, then given to mariadbd: another
+		// process may take it in between, so try again a few times.
+		for range 3 {
+			if srv, srvErr = start(); srvErr == nil {
+				return
+			}
+		}
+	})
 	if srvErr != nil {
 		t.Fatalf("mariadb: %v", srvErr)
 	}
@@ -146,7 +154,8 @@ func start() (*server, error) {
 		args = append(args, "--user=root")
 	}
 	s.cmd = exec.Command(daemon(), args...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Killed with the test binary, even when a test panics or times out.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		return fail(err)
 	}

@@ -23,16 +23,21 @@
 // Several management servers: each runs a bridge, and the bridges share
 // CloudStack's MySQL database. Only the bridge holding a pool's lease acts
 // on it (ElectMaster, FenceHost, JoinHost, EjectHost, EnableXenHA,
-// DisableXenHA, unless dry_run; a XenHA-controlled pool, where no bridge
-// acts, is answered by all). Every bridge answers read-only calls from its
-// own view. The others refuse a call that would act:
+// DisableXenHA, unless dry_run; ElectMaster and FenceHost on a
+// XenHA-controlled pool, where no bridge acts, are answered by all). Every
+// bridge answers read-only calls from its own view. The others refuse a
+// call that would act:
 //   - FAILED_PRECONDITION with an ErrorInfo of reason NOT_LEASE_HOLDER and
 //     metadata holder, holder_address and pool_uuid when another bridge
 //     holds the lease: retrying here cannot succeed; send the call to the
-//     holder (the same request id is answered once, whichever bridge ran it);
+//     holder (a request id carried out is answered the same by any bridge);
 //   - UNAVAILABLE with an ErrorInfo of reason LEASE_UNCERTAIN when this
 //     bridge cannot tell (the database is unreachable, or its own lease ran
-//     out before it could renew it): nobody acts here until it can; retry.
+//     out before it could renew it): nobody acts here until it can; retry;
+//   - FAILED_PRECONDITION with reason POOL_NAME_CONFLICT when another
+//     bridge attached the pool under another name (fix the configuration).
+// ElectMaster answers UNAVAILABLE with reason JOURNAL_UNREADABLE when the
+// journal (which may hold an unfinished promotion) cannot be read.
 
 package xenhav1
 
