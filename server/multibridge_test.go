@@ -214,6 +214,12 @@ func TestOnlyTheLeaseHolderActsTheOthersNameIt(t *testing.T) {
 	w := newMultiWorld(t)
 	all := []*bridge{w.bridge("mgmt-a"), w.bridge("mgmt-b"), w.bridge("mgmt-c")}
 	h := holder(t, all...)
+	// Three bridges saw the pool once each: one epoch between them.
+	for _, b := range all {
+		if r, err := b.c.HAMode(ctxFor(t), &pb.HAModeRequest{Pool: "sim"}); err != nil || r.GetEpoch() != 1 {
+			t.Fatalf("%s: epoch %d after three bridges attached one pool (%v)", b.id, r.GetEpoch(), err)
+		}
+	}
 	info := w.sim.Info()
 	w.sim.PowerOff(2)
 	w.clock.Advance(3 * time.Minute) // its storage heartbeat goes stale
