@@ -177,8 +177,9 @@ type Keeper struct {
 	log      hclog.Logger
 	now      func() time.Duration // boot-time clock
 
-	mu    sync.Mutex
-	state map[string]*poolState
+	mu      sync.Mutex
+	state   map[string]*poolState
+	stopped bool // Stop was called: nothing is held any more
 }
 
 // New returns a Keeper that contends for the pools that pools lists each
@@ -256,6 +257,9 @@ func (k *Keeper) attempt(ctx context.Context, p Pool) {
 	rec, err := k.b.Acquire(ctx, k.claim(p), k.cfg.Duration)
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.stopped {
+		return // a lease taken now runs out by itself
+	}
 	st := k.state[p.UUID]
 	if st == nil {
 		st = &poolState{created: sent}
@@ -324,6 +328,7 @@ func (k *Keeper) forget(pools []Pool, tickStarted time.Duration) {
 // sooner than the lease running out.
 func (k *Keeper) Stop() {
 	k.mu.Lock()
+	k.stopped = true
 	var held []Claim
 	for uuid, st := range k.state {
 		if st.mine {
@@ -361,7 +366,11 @@ func (k *Keeper) Check(ctx context.Context, pool string) error {
 	}
 	k.mu.Lock()
 	_, seen := k.state[pool]
+	stopped := k.stopped
 	k.mu.Unlock()
+	if stopped {
+		return fmt.Errorf("pool %s: %w: this bridge is stopping", pool, ErrLost)
+	}
 	if !seen {
 		for _, p := range k.pools() {
 			if p.UUID == pool {

@@ -198,6 +198,10 @@ func TestACleanShutdownHandsThePoolOverAtOnce(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	<-done
+	// A call still in flight on a stopped bridge takes no new lease.
+	if err := a.Check(context.Background(), pool); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("a stopped bridge: %v", err)
+	}
 	if took := time.Since(stopping); took < cfg.Margin {
 		t.Fatalf("a released after %s, before the margin (%s)", took, cfg.Margin)
 	}
