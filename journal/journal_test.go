@@ -2,7 +2,6 @@ package journal
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 )
 
@@ -43,30 +42,10 @@ func TestEntriesSurviveARestart(t *testing.T) {
 	}
 }
 
-func TestFirstResultWins(t *testing.T) {
-	j := open(t, filepath.Join(t.TempDir(), "j.db"))
-	defer j.Close()
-	if _, ok, _ := j.Result("fence", "p", "r1"); ok {
-		t.Fatal("a result before any was saved")
-	}
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func() { defer wg.Done(); j.SaveResult("fence", "p", "r1", []byte{byte(i)}) }()
-	}
-	wg.Wait()
-	first, ok, err := j.Result("fence", "p", "r1")
-	if err != nil || !ok || len(first) != 1 {
-		t.Fatalf("%v %v %v", first, ok, err)
-	}
-	j.SaveResult("fence", "p", "r1", []byte("later"))
-	if again, _, _ := j.Result("fence", "p", "r1"); string(again) != string(first) {
-		t.Fatal("a later result replaced the first")
-	}
-	if _, ok, _ := j.Result("elect", "p", "r1"); ok {
-		t.Fatal("kinds share request ids")
-	}
-}
+// What every store promises (the first result wins, concurrent appends,
+// epochs) is in journaltest.Conformance, run for Bolt in
+// conformance_test.go; these are the embedded store's own: restarts and
+// the file lock.
 
 func TestEpochNeverGoesBackwards(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j.db")
