@@ -157,8 +157,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		kctx, stopLeases := context.WithCancel(context.Background())
 		leasesDone := make(chan struct{})
 		go func() { keeper.Run(kctx); close(leasesDone) }()
-		// Released before the store closes (defers run last-in first-out),
-		// so the other bridges take over at once.
+		// On the way out this bridge stops acting at once and releases its
+		// leases a margin later, before the store closes (defers run last
+		// in, first out): the other bridges take over then, not after the
+		// leases run out.
 		defer func() { stopLeases(); <-leasesDone }()
 	}
 	bmcs := &bmcBook{}
