@@ -83,7 +83,7 @@ func leasePB(st lease.Status) *pb.Lease {
 	out := &pb.Lease{Holder: st.Holder, HolderAddress: st.Address, HeldHere: st.Mine, Term: st.Term}
 	switch {
 	case st.Err != nil:
-		out.Error = "the lease store cannot be reached: " + st.Err.Error()
+		out.Error = st.Err.Error()
 	case !st.Known:
 		out.Error = "not asked yet"
 	}
