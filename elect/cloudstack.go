@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -103,29 +104,23 @@ func (el *election) unfinished() (xenha.HostView, bool, error) {
 	if el.e.opts.Journal == nil {
 		return xenha.HostView{}, false, nil
 	}
-	entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0)
+	j := el.e.opts.Journal
+	promote, promoted, err := j.Last(el.view.Name, "elect", "promote", false)
+	var result journal.Entry
+	var finished bool
+	if err == nil {
+		// Only a successful result ends it: a failed election may have
+		// promoted, so it is resumed.
+		result, finished, err = j.Last(el.view.Name, "elect", "result", true)
+	}
 	if err != nil {
 		el.step("journal", "", "cannot read the journal for an unfinished promotion: "+err.Error(), false)
 		return xenha.HostView{}, false, fmt.Errorf("%w: %v", ErrJournalUnreadable, err)
 	}
-	var promoted string
-	for _, en := range entries {
-		if en.Kind != "elect" {
-			continue
-		}
-		switch en.Step {
-		case "promote":
-			promoted = en.Host
-		case "result":
-			if en.OK { // a failed election may have promoted: keep resuming it
-				promoted = ""
-			}
-		}
-	}
-	if promoted == "" {
+	if !promoted || finished && result.Seq > promote.Seq || promote.Host == "" {
 		return xenha.HostView{}, false, nil
 	}
-	h, ok := el.view.Host(promoted)
+	h, ok := el.view.Host(promote.Host)
 	return h, ok, nil
 }
 
@@ -238,19 +233,13 @@ func (el *election) mastersOfRecord() ([]xenha.HostView, error) {
 	}
 	add(el.view.Master.UUID)
 	if el.e.opts.Journal != nil {
-		entries, err := el.e.opts.Journal.Entries(el.view.Name, 0, 0)
+		result, ok, err := el.e.opts.Journal.Last(el.view.Name, "elect", "result", true)
 		if err != nil {
 			el.step("journal", "", "cannot read the journal for the last master elected: "+err.Error(), false)
 			return nil, fmt.Errorf("%w: %v", ErrJournalUnreadable, err)
 		}
-		{
-			last := ""
-			for _, en := range entries {
-				if en.Kind == "elect" && en.Step == "result" && en.OK && en.Host != "" {
-					last = en.Host
-				}
-			}
-			if last != "" && last != el.view.Master.UUID {
+		if last := result.Host; ok && last != "" {
+			if last != el.view.Master.UUID {
 				el.step("record", last, "the last master the bridge confirmed is not the view's: it must be gone too", true)
 				add(last)
 			}

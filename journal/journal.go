@@ -35,6 +35,9 @@ type Entry struct {
 type Store interface {
 	Append(e Entry) (Entry, error)
 	Entries(pool string, after uint64, limit int) ([]Entry, error)
+	// Last returns a pool's newest entry of a kind and step (only those
+	// with OK set, if okOnly), without reading the whole history.
+	Last(pool, kind, step string, okOnly bool) (Entry, bool, error)
 	Result(kind, pool, requestID string) ([]byte, bool, error)
 	SaveResult(kind, pool, requestID string, result []byte) error
 	Epoch(pool string) (uint64, error)
@@ -140,6 +143,32 @@ func (j *Bolt) Entries(pool string, after uint64, limit int) ([]Entry, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Last returns a pool's newest entry of a kind and step, reading back
+// from the newest.
+func (j *Bolt) Last(pool, kind, step string, okOnly bool) (Entry, bool, error) {
+	var out Entry
+	found := false
+	err := j.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries).Bucket([]byte(pool))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("journal: entry %d of %s: %w", binary.BigEndian.Uint64(k), pool, err)
+			}
+			if e.Kind == kind && e.Step == step && (e.OK || !okOnly) {
+				out, found = e, true
+				return nil
+			}
+		}
+		return nil
+	})
+	return out, found, err
 }
 
 func resultKey(kind, pool, id string) []byte { return []byte(kind + "\x00" + pool + "\x00" + id) }

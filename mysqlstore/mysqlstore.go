@@ -185,6 +185,28 @@ func (s *Store) Entries(pool string, after uint64, limit int) ([]journal.Entry, 
 	return out, nil
 }
 
+// Last returns a pool's newest entry of a kind and step, through the
+// by_step index.
+func (s *Store) Last(pool, kind, step string, okOnly bool) (journal.Entry, bool, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	e := journal.Entry{Pool: pool}
+	q := `SELECT seq, at, request_id, kind, step, host, epoch, ok, detail, bridge FROM xenha_journal
+		WHERE pool = ? AND kind = ? AND step = ?`
+	if okOnly {
+		q += ` AND ok`
+	}
+	err := s.db.QueryRowContext(ctx, q+` ORDER BY seq DESC LIMIT 1`, pool, kind, step).
+		Scan(&e.Seq, &e.Time, &e.RequestID, &e.Kind, &e.Step, &e.Host, &e.Epoch, &e.OK, &e.Detail, &e.Bridge)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return e, false, nil
+	case err != nil:
+		return e, false, fmt.Errorf("journal: last %s %s of %s: %w", kind, step, pool, err)
+	}
+	return e, true, nil
+}
+
 // Result returns the stored result of a request, if any.
 func (s *Store) Result(kind, pool, requestID string) ([]byte, bool, error) {
 	ctx, cancel := s.ctx()

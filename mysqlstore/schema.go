@@ -20,7 +20,8 @@ var migrations = []string{
 		epoch_state VARCHAR(255) NOT NULL DEFAULT '',
 		last_seq    BIGINT UNSIGNED NOT NULL DEFAULT 0
 	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
-	// 2: every journaled step, and the bridge that wrote it.
+	// 2: every journaled step, and the bridge that wrote it; by_step finds
+	// an election's last promotion or result without reading the history.
 	`CREATE TABLE IF NOT EXISTS xenha_journal (
 		pool       VARCHAR(191) NOT NULL,
 		seq        BIGINT UNSIGNED NOT NULL,
@@ -33,7 +34,8 @@ var migrations = []string{
 		ok         BOOLEAN NOT NULL,
 		detail     TEXT NOT NULL,
 		bridge     VARCHAR(191) NOT NULL DEFAULT '',
-		PRIMARY KEY (pool, seq)
+		PRIMARY KEY (pool, seq),
+		KEY by_step (pool, kind, step, seq)
 	) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	// 3: the first result of each request id.
 	`CREATE TABLE IF NOT EXISTS xenha_results (

@@ -76,6 +76,33 @@ func Conformance(t *testing.T, open func(t *testing.T) (a, b journal.Store)) {
 			t.Fatalf("the other handle sees %d entries", len(all))
 		}
 	})
+	t.Run("the last entry of a step", func(t *testing.T) {
+		a, b := open(t)
+		if _, ok, err := a.Last("p", "elect", "promote", false); ok || err != nil {
+			t.Fatalf("an empty journal: %v %v", ok, err)
+		}
+		for _, e := range []journal.Entry{
+			{Pool: "p", Kind: "elect", Step: "promote", Host: "h1", OK: true},
+			{Pool: "p", Kind: "elect", Step: "result", Host: "h1", OK: true},
+			{Pool: "p", Kind: "fence", Step: "promote", Host: "other-kind", OK: true},
+			{Pool: "p", Kind: "elect", Step: "promote", Host: "h2", OK: true},
+			{Pool: "p", Kind: "elect", Step: "result", Host: "", OK: false, Detail: "failed"},
+			{Pool: "q", Kind: "elect", Step: "promote", Host: "other-pool", OK: true},
+		} {
+			if _, err := a.Append(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e, ok, err := b.Last("p", "elect", "promote", false); err != nil || !ok || e.Host != "h2" || e.Seq != 4 {
+			t.Fatalf("last promote: %+v %v %v", e, ok, err)
+		}
+		if e, ok, _ := b.Last("p", "elect", "result", false); !ok || e.Detail != "failed" || e.OK {
+			t.Fatalf("last result: %+v", e)
+		}
+		if e, ok, _ := b.Last("p", "elect", "result", true); !ok || e.Host != "h1" || e.Seq != 2 {
+			t.Fatalf("last successful result: %+v", e)
+		}
+	})
 	t.Run("the first result wins", func(t *testing.T) {
 		a, b := open(t)
 		if _, ok, _ := a.Result("fence", "p", "r1"); ok {

@@ -19,3 +19,8 @@ type FailReads struct {
 func (f FailReads) Entries(string, uint64, int) ([]journal.Entry, error) {
 	return nil, ErrUnreadable
 }
+
+// Last fails.
+func (f FailReads) Last(string, string, string, bool) (journal.Entry, bool, error) {
+	return journal.Entry{}, false, ErrUnreadable
+}
