@@ -129,8 +129,6 @@ type NotHolderError struct {
 	Pool    string
 	Holder  string
 	Address string
-	// Remaining is how long the holder's lease had to run when last seen.
-	Remaining time.Duration
 }
 
 func (e *NotHolderError) Error() string {
@@ -201,9 +199,6 @@ func New(b Backend, cfg Config, pools func() []Pool) (*Keeper, error) {
 
 // ID is this bridge's id.
 func (k *Keeper) ID() string { return k.cfg.ID }
-
-// Config returns the Keeper's settings.
-func (k *Keeper) Config() Config { return k.cfg }
 
 func (k *Keeper) claim(p Pool) Claim {
 	return Claim{Pool: p, ID: k.cfg.ID, Instance: k.instance, Address: k.cfg.Address}
@@ -395,7 +390,7 @@ func (k *Keeper) Check(ctx context.Context, pool string) error {
 	case st.err != nil:
 		return fmt.Errorf("pool %s: %w (last seen held by %s): %v", pool, ErrUnknown, st.rec.Holder, st.err)
 	}
-	return &NotHolderError{Pool: pool, Holder: st.rec.Holder, Address: st.rec.Address, Remaining: st.rec.Remaining}
+	return &NotHolderError{Pool: pool, Holder: st.rec.Holder, Address: st.rec.Address}
 }
 
 // Status reports what this bridge knows of a pool's lease.
