@@ -29,11 +29,26 @@ func fail(code string, params ...string) *apiError {
 	return &apiError{code: code, params: params}
 }
 
-// errHostGone makes the HTTP layer drop the connection: the host died or
-// restarted under the request, so no answer ever comes.
+// errHostGone makes the HTTP layer drop the connection: xapi restarted
+// under the request (or the host refuses while down), so no answer comes.
 var errHostGone = &apiError{code: "__host_gone__"}
 
-// emergencyCalls work on a slave whose master is gone, with a slave-local session.
+// errHostSilent makes the HTTP layer hold the connection and never answer:
+// the host lost power under the request, and a dead host on a real network
+// sends nothing, not even a reset.
+var errHostSilent = &apiError{code: "__host_silent__"}
+
+// downErr is what a request to a powered-off host gets.
+func downErr(h *simHost) *apiError {
+	if h.refuseDown {
+		return errHostGone
+	}
+	return errHostSilent
+}
+
+// emergencyCalls work on any slave, in emergency mode too, with a
+// slave-local session (api_server.ml callback1 lets only these through in
+// emergency mode).
 var emergencyCalls = map[string]bool{
 	"pool.emergency_transition_to_master": true,
 	"pool.emergency_reset_master":         true,
@@ -45,8 +60,11 @@ var emergencyCalls = map[string]bool{
 func (s *Sim) handle(ctx context.Context, h *simHost, method string, params []any) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || !h.powered {
+	if s.closed {
 		return nil, errHostGone
+	}
+	if !h.powered {
+		return nil, downErr(h)
 	}
 	switch method {
 	case "session.login_with_password":
@@ -90,7 +108,7 @@ func (s *Sim) handle(ctx context.Context, h *simHost, method string, params []an
 	return res, err
 }
 
-// assertMaster answers what a slave answers to a normal call.
+// assertMaster answers what a slave answers to a normal call or a login.
 func (s *Sim) assertMaster(h *simHost) *apiError {
 	if h.booting {
 		code := "HOST_STILL_BOOTING"
@@ -102,9 +120,17 @@ func (s *Sim) assertMaster(h *simHost) *apiError {
 	if h.isMaster {
 		return nil
 	}
-	if s.masterOf(h) == nil {
+	if h.emergency {
+		// api_server.ml callback1: in slave emergency mode every call but
+		// the emergency ones raises the emergency-mode error (set to
+		// HOST_STILL_BOOTING by wait_for_management_ip_address in xapi.ml).
 		return &apiError{code: "HOST_STILL_BOOTING", params: []string{}, preDispatch: true}
 	}
+	// xapi_session.ml login_with_password: a slave raises HOST_IS_SLAVE
+	// with Pool_role.get_master_address (), i.e. pool.conf, whether or not
+	// that master is alive. (For normal calls xapi finds the address in the
+	// database through Session_check, which on a slave reads the master's
+	// database; the simulator answers them from pool.conf as well.)
 	return fail("HOST_IS_SLAVE", h.masterAddr)
 }
 
@@ -200,7 +226,10 @@ func (s *Sim) emergencyCall(h *simHost, sess *session, method string, args []any
 			return nil, err
 		}
 		h.haArmed, h.haDisarmed = false, true
-		h.booting = false
+		if h.booting { // its xapi start goes on without xhad
+			h.booting = false
+			s.xapiStart(h)
+		}
 	}
 	s.settleAll()
 	return "", nil

@@ -41,12 +41,15 @@ func redfishError(w http.ResponseWriter, code int, msgID, msg string) {
 }
 
 func (b *bmcServer) serve(s *Sim, h *simHost, w http.ResponseWriter, r *http.Request) {
+	if !s.enterRequest() {
+		panic(http.ErrAbortHandler)
+	}
+	defer s.leaveRequest()
 	s.mu.Lock()
 	down := h.bmcDown
 	s.mu.Unlock()
 	if down { // gone with its host: never answers
-		<-r.Context().Done()
-		return
+		s.silent(r)
 	}
 	user, pw, ok := r.BasicAuth()
 	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.BMCUsername)) != 1 ||

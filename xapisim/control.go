@@ -45,6 +45,15 @@ func newControlServer(s *Sim) (*controlServer, error) {
 			http.Error(w, "unknown action; want protect or unprotect", http.StatusNotFound)
 		}
 	})
+	mux.HandleFunc("POST /master-connection-retry-timeout", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+		if err != nil {
+			http.Error(w, "timeout: want a duration such as 120s (0 or negative: never)", http.StatusBadRequest)
+			return
+		}
+		s.SetMasterConnectionRetryTimeout(d)
+		reply(w, nil)
+	})
 	mux.HandleFunc("POST /clock/advance", func(w http.ResponseWriter, r *http.Request) {
 		fc, ok := s.clock.(*FakeClock)
 		if !ok {
@@ -96,6 +105,10 @@ var hostActions = map[string]func(s *Sim, i int, r *http.Request) error{
 	"bmc-up":          func(s *Sim, i int, _ *http.Request) error { return s.BMCDown(i, false) },
 	"designate":       func(s *Sim, i int, _ *http.Request) error { return s.Designate(i) },
 	"disable-ha":      func(s *Sim, i int, _ *http.Request) error { return s.DisableHA(i) },
+
+	"restart-toolstack": func(s *Sim, i int, _ *http.Request) error { return s.RestartToolstack(i) },
+	"refuse-when-down":  func(s *Sim, i int, _ *http.Request) error { return s.SetRefuseWhenDown(i, true) },
+	"silent-when-down":  func(s *Sim, i int, _ *http.Request) error { return s.SetRefuseWhenDown(i, false) },
 	"slow": func(s *Sim, i int, r *http.Request) error {
 		d, err := time.ParseDuration(r.URL.Query().Get("delay"))
 		if err != nil {

@@ -201,9 +201,15 @@ func (s *Sim) eventFrom(ctx context.Context, h *simHost, args []any) (any, *apiE
 		case <-wake:
 		case <-expired:
 		case <-ctx.Done():
+		case <-s.done:
 		}
 		s.mu.Lock()
-		if ctx.Err() != nil || s.closed || h.pool != p || h.instance != instance || !h.powered {
+		switch {
+		case ctx.Err() != nil || s.closed:
+			return nil, errHostGone
+		case !h.powered: // lost power under the call: silent
+			return nil, downErr(h)
+		case h.pool != p || h.instance != instance: // xapi restarted: connection reset
 			return nil, errHostGone
 		}
 	}

@@ -44,6 +44,64 @@ func (s *Sim) Reboot(i int) error {
 	return s.withHost(i, func(h *simHost) error { s.rebootLocked(h, "injected"); return nil })
 }
 
+// RestartToolstack restarts the host's xapi, as `xe-toolstack-restart`
+// does: its sessions and event tokens die, and it starts again as
+// server_init does: a slave that cannot reach its master enters emergency
+// mode (HOST_STILL_BOOTING to every call but the emergency ones) and tries
+// its master again every Config.EmergencyRetryInterval. XenHA state
+// (xhad runs on its own) is untouched. The host must have power.
+func (s *Sim) RestartToolstack(i int) error {
+	return s.withHost(i, func(h *simHost) error {
+		if !h.powered {
+			return fmt.Errorf("xapisim: host %d is powered off", i)
+		}
+		s.log.Info("toolstack restart", "host", h.name)
+		h.instance++
+		s.xapiStart(h)
+		return nil
+	})
+}
+
+// SetMasterConnectionRetryTimeout sets xapi's master_connection_retry_timeout
+// on every host of the world (it is an xapi.conf setting, so it follows no
+// pool; the world's hosts all share one xapi.conf here). A slave that has
+// been unable to reach its master for d (rounded up to xapi's next retry,
+// see masterConnectionGiveUp) restarts its xapi, and enters emergency mode
+// if the master is still unreachable then. It applies at once, counting
+// from when each slave lost its master. d <= 0 means never, xapi's default.
+func (s *Sim) SetMasterConnectionRetryTimeout(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retryTimeout = d
+	if s.closed {
+		return
+	}
+	for _, h := range s.hosts {
+		if !h.masterLostAt.IsZero() {
+			s.armMasterLoss(h)
+		}
+	}
+	s.settleAll()
+}
+
+// SetRefuseWhenDown chooses what the host's address does while it has no
+// power: refuse connections at once (true: its listener is closed) or stay
+// silent (false, the default unless Config.RefuseWhenDown: connections are
+// accepted and never answered, as on a real network).
+func (s *Sim) SetRefuseWhenDown(i int, refuse bool) error {
+	return s.withHost(i, func(h *simHost) error {
+		h.refuseDown = refuse
+		if h.powered {
+			return nil
+		}
+		if refuse {
+			h.srv.down()
+			return nil
+		}
+		return h.srv.up(s)
+	})
+}
+
 // CutBridge drops (or restores) traffic from outside the pool to the
 // host's xapi: the bridge sees it hang, its peers still see it.
 func (s *Sim) CutBridge(i int, cut bool) error {
@@ -253,7 +311,7 @@ type HostState struct {
 	Powered        bool   `json:"powered"`
 	BelievesMaster bool   `json:"believes_master"`
 	MasterAddress  string `json:"master_address"`
-	Emergency      bool   `json:"emergency"` // a slave whose master is gone
+	Emergency      bool   `json:"emergency"` // xapi in slave emergency mode: it started and could not reach its master
 	Booting        bool   `json:"booting"`
 	Enabled        bool   `json:"enabled"`
 	Live           bool   `json:"live"` // host_metrics.live in the pool database
@@ -264,7 +322,12 @@ type HostState struct {
 	Hung           bool   `json:"hung"`
 	SlowMillis     int64  `json:"slow_ms"`
 	BMCDown        bool   `json:"bmc_down"`
-	LastHeartbeat  int64  `json:"last_heartbeat"` // unix seconds of the last storage heartbeat write
+	LastHeartbeat  int64  `json:"last_heartbeat"`   // unix seconds of the last storage heartbeat write
+	RefuseWhenDown bool   `json:"refuse_when_down"` // without power its address refuses connections instead of staying silent
+	// MasterLostSince: unix seconds since when this running slave's xapi
+	// cannot reach its master (absent when it can). A slave in that state
+	// still answers HOST_IS_SLAVE.
+	MasterLostSince int64 `json:"master_lost_since,omitempty"`
 }
 
 // VMState is one guest VM.
@@ -296,6 +359,9 @@ type WorldState struct {
 	Now   time.Time   `json:"now"`
 	Hosts []HostState `json:"hosts"`
 	Pools []PoolState `json:"pools"`
+	// MasterConnectionRetryTimeout is xapi's master_connection_retry_timeout
+	// on every host, in seconds; -1 for never (xapi's default).
+	MasterConnectionRetryTimeout float64 `json:"master_connection_retry_timeout_s"`
 }
 
 // State returns a consistent copy of the world.
@@ -303,15 +369,22 @@ func (s *Sim) State() WorldState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	w := WorldState{Now: now}
+	w := WorldState{Now: now, MasterConnectionRetryTimeout: -1}
+	if s.retryTimeout > 0 {
+		w.MasterConnectionRetryTimeout = s.retryTimeout.Seconds()
+	}
 	for _, h := range s.hosts {
-		w.Hosts = append(w.Hosts, HostState{
+		hs := HostState{
 			HostInfo: h.info(), Powered: h.powered, BelievesMaster: h.isMaster,
-			MasterAddress: h.masterAddr, Emergency: h.powered && !h.isMaster && s.masterOf(h) == nil,
+			MasterAddress: h.masterAddr, Emergency: h.emergency,
 			Booting: h.booting, Enabled: h.enabled, Live: h.live, HAArmed: h.haArmed, InLiveset: h.inLiveset,
 			BridgeCut: h.bridgeCut, StorageCut: h.storageCut, Hung: h.hang, SlowMillis: h.slow.Milliseconds(),
-			BMCDown: h.bmcDown, LastHeartbeat: s.lastBeat(h, now).Unix(),
-		})
+			BMCDown: h.bmcDown, LastHeartbeat: s.lastBeat(h, now).Unix(), RefuseWhenDown: h.refuseDown,
+		}
+		if !h.masterLostAt.IsZero() {
+			hs.MasterLostSince = h.masterLostAt.Unix()
+		}
+		w.Hosts = append(w.Hosts, hs)
 	}
 	for _, p := range s.pools {
 		ps := PoolState{UUID: p.uuid, Name: p.name, HAEnabled: p.haEnabled, HATimeout: int64(p.haTimeout / time.Second),

@@ -229,8 +229,9 @@ func (s *Sim) haDisable(p *simPool) {
 	p.haStatefiles = nil
 	for _, h := range p.hosts {
 		h.haArmed, h.inLiveset = false, false
-		if h.booting {
+		if h.booting { // its xapi start goes on without xhad
 			h.booting = false
+			s.xapiStart(h)
 		}
 	}
 }

@@ -95,9 +95,16 @@ func TestXenHAMasterCrash(t *testing.T) {
 	ts.must(ts.EnableHA(0, T))
 	ts.must(ts.PowerOff(0))
 
-	// Until xhad decides, slaves have lost their master.
+	// Until xhad decides, slaves are normal slaves of the dead master: they
+	// still name it (pool.conf), and none is in emergency mode.
 	_, e := ts.call(1, "session.login_with_password", "root", "xenroot", "1.0", "t")
-	ts.wantErr(e, "HOST_STILL_BOOTING")
+	ts.wantErr(e, "HOST_IS_SLAVE")
+	if e.Array || e.Params[0] != ts.info.Hosts[0].Address {
+		t.Fatalf("a slave of a dead master still names it: %+v", e)
+	}
+	if ts.hostState(1).Emergency || ts.hostState(2).Emergency {
+		t.Fatal("a running slave entered emergency mode on its own")
+	}
 	// The bridge must not be able to promote anyone in an HA pool.
 	_, e = ts.call(1, "pool.emergency_transition_to_master", ts.localLogin(1))
 	ts.wantErr(e, "HA_IS_ENABLED")

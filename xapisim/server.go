@@ -14,9 +14,11 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/internal/xmlrpc"
 )
 
-// hostServer is one host's xapi listener. Powering the host off closes the
-// listener and every connection (callers see connection refused); powering
-// it on binds the same address again.
+// hostServer is one host's xapi listener. A powered-off host keeps it open
+// and never answers (silent, as a real host's address is); with
+// RefuseWhenDown, powering off closes the listener and every connection
+// (callers see connection refused) and powering on binds the same address
+// again.
 type hostServer struct {
 	host *simHost
 	addr string // ip:port, fixed at the first bind
@@ -97,19 +99,29 @@ func (hs *hostServer) down() {
 // serve applies the network faults, then speaks JSON-RPC at /jsonrpc and
 // XML-RPC at / (and /RPC2), as xapi does.
 func (hs *hostServer) serve(s *Sim, w http.ResponseWriter, r *http.Request) {
+	if !s.enterRequest() {
+		panic(http.ErrAbortHandler)
+	}
+	defer s.leaveRequest()
 	h := hs.host
 	s.mu.Lock()
-	hang, slow := h.hang || h.bridgeCut, h.slow
+	// A hung xapi, a host the bridge cannot reach, and a powered-off host
+	// (unless it refuses) all accept and never answer.
+	hang, slow := h.hang || h.bridgeCut || !h.powered && !h.refuseDown, h.slow
 	s.mu.Unlock()
-	if hang { // accepted, never answered: only the caller's deadline ends it
-		<-r.Context().Done()
-		return
+	if hang {
+		s.silent(r)
 	}
 	if slow > 0 {
+		t := time.NewTimer(slow)
 		select {
-		case <-time.After(slow):
+		case <-t.C:
 		case <-r.Context().Done():
+			t.Stop()
 			return
+		case <-s.done:
+			t.Stop()
+			panic(http.ErrAbortHandler)
 		}
 	}
 	if r.Method != http.MethodPost {
@@ -156,7 +168,7 @@ func (hs *hostServer) serveJSON(s *Sim, w http.ResponseWriter, r *http.Request, 
 		req.ID = json.RawMessage("null")
 	}
 	res, apiErr := s.handle(r.Context(), hs.host, req.Method, req.Params)
-	if !finish(r, apiErr) {
+	if !s.finish(r, apiErr) {
 		return
 	}
 	var resp any
@@ -184,7 +196,7 @@ func (hs *hostServer) serveXML(s *Sim, w http.ResponseWriter, r *http.Request, b
 		return
 	}
 	res, apiErr := s.handle(r.Context(), hs.host, method, params)
-	if !finish(r, apiErr) {
+	if !s.finish(r, apiErr) {
 		return
 	}
 	var v map[string]any
@@ -201,18 +213,41 @@ func (hs *hostServer) serveXML(s *Sim, w http.ResponseWriter, r *http.Request, b
 	xmlrpc.EncodeResponse(w, v)
 }
 
-// finish handles the answers that are not answers: a host that died under
-// the request drops the connection; an authentication failure is delayed.
-func finish(r *http.Request, e *apiError) bool {
-	if e == errHostGone {
+// finish handles the answers that are not answers: a host whose xapi
+// restarted under the request drops the connection, one that lost power
+// goes silent (or drops it, when it refuses while down); an authentication
+// failure is delayed.
+func (s *Sim) finish(r *http.Request, e *apiError) bool {
+	switch e {
+	case errHostGone:
 		panic(http.ErrAbortHandler)
+	case errHostSilent:
+		s.silent(r)
 	}
 	if e != nil && e.delay > 0 {
+		t := time.NewTimer(e.delay)
+		defer t.Stop()
 		select {
-		case <-time.After(e.delay):
+		case <-t.C:
 		case <-r.Context().Done():
 			return false
+		case <-s.done:
+			panic(http.ErrAbortHandler)
 		}
 	}
 	return true
+}
+
+// silent is an address that accepted the connection and never answers:
+// only the caller's deadline, or Close, ends it; then the connection is
+// dropped without a response. The body is read first, as a kernel would
+// have buffered it, and because net/http only notices that the caller hung
+// up (and cancels the request's context) once the body is consumed.
+func (s *Sim) silent(r *http.Request) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, maxRequestBody))
+	select {
+	case <-r.Context().Done():
+	case <-s.done:
+	}
+	panic(http.ErrAbortHandler)
 }

@@ -5,6 +5,13 @@
 //
 // Everything runs on a Clock, so tests drive XenHA's timeout T and xapi's
 // 600 s liveness interval with a FakeClock instead of waiting.
+//
+// As on a real network, a powered-off, hung or cut-off host is silent: its
+// connections hang until the caller's own deadline (Config.RefuseWhenDown
+// opts into instant refusal). A running slave whose master dies keeps
+// answering HOST_IS_SLAVE naming it; only an xapi start (boot, reboot,
+// RestartToolstack, or a master_connection_retry_timeout that expires)
+// without its master puts a slave in emergency mode.
 package xapisim
 
 import (
@@ -50,6 +57,23 @@ type Config struct {
 	DisableHeartbeatSelfFence bool
 
 	EventRetention int // events kept per pool for event.from (default 4096)
+
+	// RefuseWhenDown makes a powered-off host refuse connections at once
+	// (its listener closes, requests under way are dropped). By default a
+	// powered-off host is silent, as on a real network: connections are
+	// accepted and never answered, so only the caller's own timeout ends
+	// them. SetRefuseWhenDown changes it per host.
+	RefuseWhenDown bool
+	// MasterConnectionRetryTimeout is xapi's master_connection_retry_timeout
+	// on every host: a slave that cannot reach its master for this long
+	// restarts its xapi (and, master still unreachable, enters emergency
+	// mode). Zero or negative: retry forever, xapi's default (-1).
+	// SetMasterConnectionRetryTimeout changes it at run time.
+	MasterConnectionRetryTimeout time.Duration
+	// EmergencyRetryInterval is how often a slave in emergency mode tries
+	// its master again (xapi.ml server_init: 5 s after a failed Pool.hello).
+	// Default 5 s.
+	EmergencyRetryInterval time.Duration
 
 	// Audit, when set, is told of every destructive call a client makes
 	// (never of the fault API), under the simulator's lock: it must not
@@ -109,6 +133,10 @@ func (c *Config) defaults() error {
 	dur(&c.DefaultHATimeout, 60*time.Second)
 	dur(&c.HeartbeatInterval, 60*time.Second)
 	dur(&c.HeartbeatTimeout, 120*time.Second)
+	if c.EmergencyRetryInterval < 0 {
+		return fmt.Errorf("xapisim: EmergencyRetryInterval must not be negative, got %v", c.EmergencyRetryInterval)
+	}
+	dur(&c.EmergencyRetryInterval, 5*time.Second)
 	if c.EventRetention == 0 {
 		c.EventRetention = 4096
 	}
@@ -133,8 +161,20 @@ type Sim struct {
 	links    map[[2]int]time.Time // cut host links, by host index pair, since when
 	sessions map[string]*session
 
+	retryTimeout time.Duration // master_connection_retry_timeout; <= 0: never
+
 	control *controlServer
 	closed  bool
+
+	// done is closed by Close: every hung or silent request waits on it
+	// too, so none outlives the simulator.
+	done chan struct{}
+	// Requests being served by the host and BMC listeners, so that Close
+	// can wait for the ones it released.
+	reqMu      sync.Mutex
+	reqClosing bool
+	reqs       sync.WaitGroup
+	reqCount   atomic.Int64
 }
 
 // nextIP hands every simulated host (and BMC) of this process its own
@@ -165,6 +205,9 @@ func New(cfg Config) (*Sim, error) {
 		rng:      rand.New(rand.NewSource(cfg.Seed)),
 		links:    map[[2]int]time.Time{},
 		sessions: map[string]*session{},
+		done:     make(chan struct{}),
+
+		retryTimeout: cfg.MasterConnectionRetryTimeout,
 	}
 	s.mu.Lock()
 	s.build()
@@ -245,17 +288,18 @@ func (s *Sim) newPool(name string) *simPool {
 func (s *Sim) newHost(p *simPool, now time.Time) *simHost {
 	idx := len(s.hosts)
 	h := &simHost{
-		idx:      idx,
-		uuid:     s.uuid(),
-		name:     fmt.Sprintf("host-%d", idx),
-		address:  allocIP(),
-		bmcIP:    allocIP(),
-		powered:  true,
-		enabled:  true,
-		live:     true,
-		hbStart:  now,
-		hbLast:   now,
-		bootedAt: now,
+		idx:        idx,
+		uuid:       s.uuid(),
+		name:       fmt.Sprintf("host-%d", idx),
+		address:    allocIP(),
+		bmcIP:      allocIP(),
+		powered:    true,
+		enabled:    true,
+		live:       true,
+		hbStart:    now,
+		hbLast:     now,
+		bootedAt:   now,
+		refuseDown: s.cfg.RefuseWhenDown,
 	}
 	h.ref = "OpaqueRef:" + h.uuid
 	h.metricsUUID = s.uuid()
@@ -292,7 +336,9 @@ func (s *Sim) newVM(p *simPool, name string, on *simHost) *simVM {
 	return vm
 }
 
-// Close stops every listener. Blocked requests end with their connections.
+// Close stops every listener and ends every request still held: hung,
+// silent (a powered-off or cut-off host), slowed or waiting in event.from.
+// It returns once those requests have let go (or after a few seconds).
 func (s *Sim) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -302,12 +348,43 @@ func (s *Sim) Close() {
 	s.closed = true
 	hosts := append([]*simHost(nil), s.hosts...)
 	s.mu.Unlock()
+
+	s.reqMu.Lock()
+	s.reqClosing = true // no request starts from now on
+	s.reqMu.Unlock()
 	for _, h := range hosts {
 		h.stopListeners()
 	}
 	if s.control != nil {
 		s.control.close()
 	}
+	close(s.done)
+
+	released := make(chan struct{})
+	go func() { s.reqs.Wait(); close(released) }()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("requests still held after Close", "count", s.reqCount.Load())
+	}
+}
+
+// enterRequest registers a request a listener is about to serve; false
+// means the simulator is closing and the request must be dropped.
+func (s *Sim) enterRequest() bool {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	if s.reqClosing {
+		return false
+	}
+	s.reqs.Add(1)
+	s.reqCount.Add(1)
+	return true
+}
+
+func (s *Sim) leaveRequest() {
+	s.reqCount.Add(-1)
+	s.reqs.Done()
 }
 
 // HostInfo is what a test or an operator needs to reach one simulated host.

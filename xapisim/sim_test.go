@@ -28,21 +28,26 @@ func TestLoginOnMasterAndRedirectFromSlave(t *testing.T) {
 	}
 }
 
-func TestMasterLossPutsSlavesInEmergencyMode(t *testing.T) {
+func TestMasterLossLeavesSlavesFollowingTheDeadMaster(t *testing.T) {
 	ts := newTestSim(t, Config{Hosts: 3})
 	ts.must(ts.PowerOff(0))
+	// A running slave does not enter emergency mode when its master dies:
+	// it keeps naming the master its pool.conf names.
 	_, e := ts.call(1, "session.login_with_password", "root", "xenroot", "1.0", "test")
-	ts.wantErr(e, "HOST_STILL_BOOTING")
-	if !e.Array {
-		t.Fatal("emergency-mode errors travel as a bare array")
+	ts.wantErr(e, "HOST_IS_SLAVE")
+	if e.Array || e.Params[0] != ts.info.Hosts[0].Address {
+		t.Fatalf("want HOST_IS_SLAVE naming the dead master, object shape: %+v", e)
 	}
-	// Emergency calls still work with a slave-local session.
+	// Emergency calls work on any slave with a slave-local session.
 	local := ts.localLogin(1)
 	ts.mustCall(1, "pool.emergency_transition_to_master", local)
 	s1 := ts.login(1)
 	// Host 2 still follows the dead master until recover_slaves.
 	_, e = ts.call(2, "session.login_with_password", "root", "xenroot", "1.0", "test")
-	ts.wantErr(e, "HOST_STILL_BOOTING")
+	ts.wantErr(e, "HOST_IS_SLAVE")
+	if e.Params[0] != ts.info.Hosts[0].Address {
+		t.Fatalf("host 2 follows %v, want the dead host 0", e.Params)
+	}
 	reset := ts.mustCall(1, "pool.recover_slaves", s1).([]any)
 	if len(reset) != 1 || reset[0] != ts.refOf(2) {
 		t.Fatalf("recover_slaves reset %v, want host 2 only (host 0 is off)", reset)
@@ -55,6 +60,11 @@ func TestMasterLossPutsSlavesInEmergencyMode(t *testing.T) {
 	// A normal session is refused for emergency-only sessions and vice versa.
 	_, e = ts.call(1, "pool.get_all", local)
 	ts.wantErr(e, "SESSION_INVALID")
+	for _, h := range ts.State().Hosts {
+		if h.Emergency {
+			t.Fatalf("%s in emergency mode though no xapi restarted", h.Name)
+		}
+	}
 }
 
 func TestOldMasterReturnsAsSecondMaster(t *testing.T) {
