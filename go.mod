@@ -14,7 +14,10 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require filippo.io/edwards25519 v1.2.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	golang.org/x/sync v0.23.0 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

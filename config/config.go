@@ -29,6 +29,22 @@ const (
 	DefaultSubscriberBuffer = 1024
 	DefaultStorageTimeout   = 120 * time.Second
 	DefaultProbeInterval    = 30 * time.Second
+	// DefaultMasterProbeInterval: the master is checked this often.
+	DefaultMasterProbeInterval = 2 * time.Second
+	// DefaultAutopilotDelay: how long the master stays lost before
+	// autopilot elects. Short, because the BMC, not the wait, decides:
+	// a master that has power is never replaced under the default policy.
+	DefaultAutopilotDelay = 3 * time.Second
+)
+
+// What an election does with a master that does not answer while its BMC
+// reports power on (pools[].unreachable_master).
+const (
+	// UnreachableRefuse: refuse; the master may be alive (the default).
+	UnreachableRefuse = "refuse"
+	// UnreachableFence: power it off through its BMC, read it back, then
+	// promote.
+	UnreachableFence = "fence"
 )
 
 // Limits.
@@ -277,8 +293,16 @@ type Pool struct {
 	StorageTimeout time.Duration
 	// ProbeInterval is how often every member is probed.
 	ProbeInterval time.Duration
-	TLS           PoolTLS
-	Fencing       Fencing
+	// MasterProbeInterval is how often the master is asked a cheap
+	// question on the bridge's session (a dead master is silent: this is
+	// what notices it). Default 2 s.
+	MasterProbeInterval time.Duration
+	// UnreachableMaster is what an election does with a master that does
+	// not answer while its BMC reports power on: UnreachableRefuse (the
+	// default) or UnreachableFence.
+	UnreachableMaster string
+	TLS               PoolTLS
+	Fencing           Fencing
 	// PreferredMasters (UUIDs, names or addresses) are tried first when
 	// the bridge elects a master.
 	PreferredMasters []string
@@ -314,10 +338,12 @@ func NewPool(name string, members []string, username, password string) *Pool {
 
 func defaultPool() Pool {
 	return Pool{
-		Policy:         PolicyAuto,
-		StorageTimeout: DefaultStorageTimeout,
-		ProbeInterval:  DefaultProbeInterval,
-		AutopilotDelay: 30 * time.Second,
+		Policy:              PolicyAuto,
+		StorageTimeout:      DefaultStorageTimeout,
+		ProbeInterval:       DefaultProbeInterval,
+		MasterProbeInterval: DefaultMasterProbeInterval,
+		UnreachableMaster:   UnreachableRefuse,
+		AutopilotDelay:      DefaultAutopilotDelay,
 		Fencing: Fencing{
 			Levels:           append([]string(nil), FencingLevels...),
 			StormPercent:     50,

@@ -549,14 +549,16 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 				p.Members = m
 			}
 		},
-		"username":        func(v *yaml.Node, fp string) { d.setStr(&p.Username, v, fp) },
-		"password_file":   func(v *yaml.Node, fp string) { d.setStr(&p.PasswordFile, v, fp) },
-		"policy":          func(v *yaml.Node, fp string) { d.setStr(&p.Policy, v, fp) },
-		"storage_timeout": func(v *yaml.Node, fp string) { d.setDuration(&p.StorageTimeout, v, fp) },
-		"probe_interval":  func(v *yaml.Node, fp string) { d.setDuration(&p.ProbeInterval, v, fp) },
-		"fencing":         func(v *yaml.Node, fp string) { d.fencing(v, fp, &p.Fencing) },
-		"autopilot":       func(v *yaml.Node, fp string) { d.setBool(&p.Autopilot, v, fp) },
-		"autopilot_delay": func(v *yaml.Node, fp string) { d.setDuration(&p.AutopilotDelay, v, fp) },
+		"username":              func(v *yaml.Node, fp string) { d.setStr(&p.Username, v, fp) },
+		"password_file":         func(v *yaml.Node, fp string) { d.setStr(&p.PasswordFile, v, fp) },
+		"policy":                func(v *yaml.Node, fp string) { d.setStr(&p.Policy, v, fp) },
+		"storage_timeout":       func(v *yaml.Node, fp string) { d.setDuration(&p.StorageTimeout, v, fp) },
+		"probe_interval":        func(v *yaml.Node, fp string) { d.setDuration(&p.ProbeInterval, v, fp) },
+		"master_probe_interval": func(v *yaml.Node, fp string) { d.setDuration(&p.MasterProbeInterval, v, fp) },
+		"unreachable_master":    func(v *yaml.Node, fp string) { d.setStr(&p.UnreachableMaster, v, fp) },
+		"fencing":               func(v *yaml.Node, fp string) { d.fencing(v, fp, &p.Fencing) },
+		"autopilot":             func(v *yaml.Node, fp string) { d.setBool(&p.Autopilot, v, fp) },
+		"autopilot_delay":       func(v *yaml.Node, fp string) { d.setDuration(&p.AutopilotDelay, v, fp) },
 		"preferred_masters": func(v *yaml.Node, fp string) {
 			if m, ok := d.strings(v, fp); ok {
 				p.PreferredMasters = m

@@ -211,6 +211,12 @@ func (p *Pool) validate(r *reporter, path string, checkPassword bool) {
 		r.fieldf(f("probe_interval"), "must be at least %s (got %s)", MinProbeInterval, p.ProbeInterval)
 	}
 	p.Fencing.validate(r, f("fencing"))
+	if p.MasterProbeInterval < 500*time.Millisecond || p.MasterProbeInterval > time.Hour {
+		r.fieldf(f("master_probe_interval"), "must be between 500ms and 1h (got %s)", p.MasterProbeInterval)
+	}
+	if p.UnreachableMaster != UnreachableRefuse && p.UnreachableMaster != UnreachableFence {
+		r.fieldf(f("unreachable_master"), "must be %q or %q (got %q)", UnreachableRefuse, UnreachableFence, p.UnreachableMaster)
+	}
 	if p.AutopilotDelay < time.Second || p.AutopilotDelay > time.Hour {
 		r.fieldf(f("autopilot_delay"), "must be between 1s and 1h (got %s)", p.AutopilotDelay)
 	}

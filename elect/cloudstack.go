@@ -3,8 +3,10 @@ package elect
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
@@ -38,24 +40,36 @@ func (el *election) elect(ctx context.Context) error {
 		el.step("decision", h.UUID, fmt.Sprintf("%s answers as master: nothing to elect", h.Name), true)
 		return nil
 	}
-	// Every master of record must be confirmed gone and made harmless:
-	// the pool database's (as the view has it) and the last one the bridge
-	// itself elected, which a lagging view may not show yet.
-	suspects, err := el.mastersOfRecord()
+	// Every host that anything in the evidence names as master must be
+	// confirmed gone and made harmless: the pool database's (as the view
+	// has it), the last one the bridge itself elected, and every address a
+	// slave names in its HOST_IS_SLAVE answer. That answer comes from the
+	// slave's pool.conf, not from contact with a master, so it proves
+	// nothing about the master's life; but a host it names may be master.
+	suspects, err := el.suspects(c)
 	if err != nil {
 		return err
 	}
 	if len(suspects) == 0 {
 		return el.refuse("the pool's database names no master the bridge knows")
 	}
-	for i, old := range suspects {
-		if i > 0 && el.answersAsSlave(c, old) {
-			el.step("record", old.UUID, old.Name+" answers as a slave now: it is no longer a master", true)
+	var gone []xenha.HostView
+	for _, old := range suspects {
+		if el.answersAsSlave(c, old) {
+			el.step("record", old.UUID, old.Name+" answers as a slave now: it is not a master", true)
 			continue
 		}
+		gone = append(gone, old)
+	}
+	for _, old := range gone {
 		if err := el.confirmGone(ctx, old, c); err != nil {
 			return err
 		}
+	}
+	if err := el.stillOurs(ctx, c, suspects); err != nil {
+		return err
+	}
+	for _, old := range gone {
 		if err := el.makeHarmless(ctx, old); err != nil {
 			return err
 		}
@@ -124,53 +138,163 @@ func (el *election) unfinished() (xenha.HostView, bool, error) {
 	return h, ok, nil
 }
 
-// confirmGone asks independent witnesses whether the master is gone. One
-// failed probe is never enough, and a master that its slaves still reach
-// is alive, whatever the bridge sees.
+// confirmGone decides whether a host that may be master is gone. The
+// bridge's own probes, all unanswered, are necessary but never enough: on
+// a real network a dead host and one cut off from the bridge are equally
+// silent, and its slaves name it either way. Its BMC decides: power Off is
+// gone. Power On means it may be alive (its management network down, or
+// only the bridge's path to it cut): the pool's UnreachableMaster policy
+// says whether the bridge refuses (the default) or powers it off first.
+// Slaves in emergency mode are recorded where they exist, but nothing
+// waits for them: a real slave enters that mode only when its xapi
+// restarts (see xapisim).
 func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claims) error {
-	unanswered := 0
-	for i := range el.e.opts.ProbeAttempts {
-		if i > 0 {
-			select {
-			case <-time.After(el.e.opts.ProbeSpacing):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		p := el.req.Pool.Probe(ctx, old.Address)
-		if p.State != xapi.ProbeUnreachable {
-			el.step("witness:xapi", old.UUID, "the master's XAPI answered: "+p.State.String(), false)
-			if !el.req.Override {
-				return el.refuse(fmt.Sprintf("the master %s answers (%s): it is not gone", old.Name, p.State))
-			}
-		}
-		unanswered++
+	dev := el.e.opts.Devices(el.view.Name, old)
+	var (
+		probes []xapi.Probe
+		power  fencing.PowerState
+		bmcErr error
+		wg     sync.WaitGroup
+	)
+	// The probes and the BMC at once: a silent host costs one probe
+	// timeout, not one per probe.
+	wg.Add(1)
+	go func() { defer wg.Done(); probes = el.probeRepeatedly(ctx, old) }()
+	if dev != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); power, bmcErr = dev.PowerState(ctx) }()
 	}
-	el.step("witness:xapi", old.UUID, fmt.Sprintf("the master's XAPI did not answer %d probes", unanswered), true)
-	if f := c.following[old.Address]; len(f) > 0 {
-		el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) still follow the master: %s", len(f), strings.Join(f, ", ")), false)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, p := range probes {
+		if p.State == xapi.ProbeUnreachable {
+			continue
+		}
+		el.step("witness:xapi", old.UUID, old.Name+"'s XAPI answered: "+p.State.String(), false)
 		if !el.req.Override {
-			return el.refuse(fmt.Sprintf("slaves still reach the master %s: it is alive and only cut off from the bridge", old.Name))
+			return el.refuse(fmt.Sprintf("%s answers (%s): it is not gone", old.Name, p.State))
 		}
+		break
 	}
-	el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) in emergency mode report the master lost", len(c.emergency)), len(c.emergency) > 0)
-	bmcOff := false
-	if dev := el.e.opts.Devices(el.view.Name, old); dev != nil {
-		state, err := dev.PowerState(ctx)
+	el.step("witness:xapi", old.UUID, fmt.Sprintf("%s's XAPI did not answer %d probes", old.Name, len(probes)), true)
+	if f := c.following[old.Address]; len(f) > 0 {
+		el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) name %s as master: their pool role, no evidence either way", len(f), old.Name), true)
+	}
+	if len(c.emergency) > 0 {
+		el.step("witness:slaves", old.UUID, fmt.Sprintf("%d slave(s) in emergency mode have lost their master: %s", len(c.emergency), strings.Join(c.emergency, ", ")), true)
+	}
+	switch {
+	case dev == nil:
+		el.step("witness:bmc", old.UUID, "no BMC is configured for "+old.Name, false)
+		if !el.req.Override {
+			return el.refuse(fmt.Sprintf("%s does not answer, but no BMC is configured for it, so nothing can confirm it is off "+
+				"and the bridge never promotes beside a master that may be alive: configure its BMC (pools[].fencing.bmcs, host %s), "+
+				"or, once you know it is off, call ElectMaster with operator_override and a reason", old.Name, old.UUID))
+		}
+	case bmcErr != nil:
+		el.step("witness:bmc", old.UUID, dev.Driver()+" BMC did not answer: "+bmcErr.Error(), false)
+		if !el.req.Override {
+			return el.refuse(fmt.Sprintf("%s does not answer and its %s BMC cannot be read (%v), so nothing can confirm it is off: "+
+				"repair the BMC or its network, or, once you know the host is off, call ElectMaster with operator_override and a reason",
+				old.Name, dev.Driver(), bmcErr))
+		}
+	case power == fencing.PowerOff:
+		el.step("witness:bmc", old.UUID, dev.Driver()+" BMC reports power off", true)
+	default:
+		el.step("witness:bmc", old.UUID, dev.Driver()+" BMC reports power "+power.String()+": it may be alive", false)
 		switch {
-		case err != nil:
-			el.step("witness:bmc", old.UUID, dev.Driver()+" BMC did not answer: "+err.Error(), false)
+		case el.req.Override:
+			el.step("override", old.UUID, "operator override: going on although "+old.Name+" has power; it is powered off first", true)
+		case el.e.opts.UnreachableMaster(el.view.Name) == FenceUnreachable:
+			el.step("policy", old.UUID, "unreachable_master: fence: "+old.Name+" is powered off through its BMC and read back Off before anyone is promoted", true)
 		default:
-			bmcOff = state == fencing.PowerOff
-			el.step("witness:bmc", old.UUID, dev.Driver()+" BMC reports power "+state.String(), bmcOff)
+			return el.refuse(fmt.Sprintf("%s does not answer the bridge but its BMC reports power %s: it may be alive (its management network down, "+
+				"or only the bridge's path to it cut), and the bridge never promotes beside a master that may be alive "+
+				"(pool policy unreachable_master: refuse). To go on: restore the bridge's path to it; or power it off (its BMC then reads Off); "+
+				"or set unreachable_master: fence for the pool; or call ElectMaster with operator_override and a reason",
+				old.Name, power))
 		}
 	}
-	if len(c.emergency) == 0 && !bmcOff && !el.req.Override {
-		return el.refuse("only the bridge's own probes say the master is gone; a slave in emergency mode or the BMC must confirm it")
-	}
-	if err := el.step("decision", old.UUID, "the master is gone", true); err != nil {
+	if err := el.step("decision", old.UUID, old.Name+" is gone, or is to be made harmless", true); err != nil {
 		return el.refuse("the journal cannot record the decision: " + err.Error())
 	}
+	return nil
+}
+
+// probeRepeatedly probes h ProbeAttempts times, ProbeSpacing apart, the
+// probes overlapping: one failed probe is never enough, and a silent host
+// must not cost a timeout per probe.
+func (el *election) probeRepeatedly(ctx context.Context, h xenha.HostView) []xapi.Probe {
+	out := make([]xapi.Probe, el.e.opts.ProbeAttempts)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(time.Duration(i) * el.e.opts.ProbeSpacing):
+			case <-ctx.Done():
+				out[i] = xapi.Probe{URL: h.Address, State: xapi.ProbeUnknown, Err: ctx.Err()}
+				return
+			}
+			out[i] = el.req.Pool.Probe(ctx, h.Address)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// stillOurs looks again, right before the first destructive step, at the
+// members that answered: a master that appeared meanwhile (XenHA's choice,
+// or an admin's designation) or a slave naming a master the election has
+// not judged means the evidence changed, and the election stops. A master
+// that answers is also asked whether XenHA is on.
+func (el *election) stillOurs(ctx context.Context, c claims, judged []xenha.HostView) error {
+	var again []xapi.Probe
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, p := range c.probes {
+		if p.State == xapi.ProbeUnreachable || p.State == xapi.ProbeUnknown {
+			continue // the hosts judged gone, or ones that did not answer before
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr := el.req.Pool.Probe(ctx, urlHostname(p.URL))
+			mu.Lock()
+			again = append(again, pr)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, p := range again {
+		switch p.State {
+		case xapi.ProbeMaster:
+			why := ""
+			if cl, err := el.req.Pool.Member(urlHostname(p.URL)); err == nil {
+				if pools, err := cl.PoolGetAllRecords(ctx); err == nil {
+					for _, rec := range pools {
+						if rec.HAEnabled {
+							why = " and XenHA is on: XenHA decides"
+						}
+					}
+				}
+			}
+			el.step("recheck", "", p.URL+" answers as master now"+why, false)
+			return el.refuse(fmt.Sprintf("%s answers as master now%s: the pool has a master again; ask again if it is lost", p.URL, why))
+		case xapi.ProbeSlave:
+			if !slices.ContainsFunc(judged, func(h xenha.HostView) bool { return h.Address == p.MasterAddress }) {
+				el.step("recheck", "", fmt.Sprintf("%s now names %s as master, which this election has not judged", p.URL, p.MasterAddress), false)
+				return el.refuse(fmt.Sprintf("%s now names %s as master: the pool changed during the election; ask again", p.URL, p.MasterAddress))
+			}
+		}
+	}
+	el.step("recheck", "", fmt.Sprintf("no member answers as master and none names another: %d member(s) asked again", len(again)), true)
 	return nil
 }
 
@@ -220,30 +344,42 @@ func (el *election) answersAsSlave(c claims, h xenha.HostView) bool {
 	return false
 }
 
-// mastersOfRecord lists the hosts that may still be master: the view's,
-// and the last master a finished election of the bridge named (an error
-// when the journal cannot be read to say).
-func (el *election) mastersOfRecord() ([]xenha.HostView, error) {
+// suspects lists every host that may be master: the view's, the last
+// master a finished election of the bridge named (an error when the
+// journal cannot be read to say), and every host a slave names. A slave
+// naming an address outside the pool stops the election.
+func (el *election) suspects(c claims) ([]xenha.HostView, error) {
 	var out []xenha.HostView
-	add := func(uuid string) {
-		h, ok := el.view.Host(uuid)
-		if ok && !slices.ContainsFunc(out, func(o xenha.HostView) bool { return o.UUID == uuid }) {
+	add := func(h xenha.HostView, why string) {
+		if !slices.ContainsFunc(out, func(o xenha.HostView) bool { return o.UUID == h.UUID }) {
 			out = append(out, h)
+			el.step("suspect", h.UUID, h.Name+" may be master: "+why, true)
 		}
 	}
-	add(el.view.Master.UUID)
+	if h, ok := el.view.Host(el.view.Master.UUID); ok {
+		add(h, "the pool database names it, as the bridge last read it")
+	}
 	if el.e.opts.Journal != nil {
 		result, ok, err := el.e.opts.Journal.Last(el.view.Name, "elect", "result", true)
 		if err != nil {
 			el.step("journal", "", "cannot read the journal for the last master elected: "+err.Error(), false)
 			return nil, fmt.Errorf("%w: %v", ErrJournalUnreadable, err)
 		}
-		if last := result.Host; ok && last != "" {
-			if last != el.view.Master.UUID {
-				el.step("record", last, "the last master the bridge confirmed is not the view's: it must be gone too", true)
-				add(last)
-			}
+		if h, found := el.view.Host(result.Host); ok && found {
+			add(h, "the bridge elected it last")
 		}
+	}
+	addrs := make([]string, 0, len(c.following))
+	for a := range c.following {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	for _, a := range addrs {
+		h, ok := el.hostByAddress(a)
+		if !ok {
+			return nil, el.refuse(fmt.Sprintf("%d slave(s) name %s as master, which is not a member the bridge knows", len(c.following[a]), a))
+		}
+		add(h, fmt.Sprintf("%d slave(s) name it in HOST_IS_SLAVE", len(c.following[a])))
 	}
 	return out, nil
 }
@@ -491,6 +627,14 @@ func (el *election) until(ctx context.Context, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// urlHostname is a member URL's host part (the management address).
+func urlHostname(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return raw
 }
 
 func errText(err error) string {

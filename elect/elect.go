@@ -15,9 +15,11 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/internal/keylock"
@@ -79,6 +81,23 @@ type Result struct {
 	Trace     []fencing.Step   `json:"trace"`
 }
 
+// UnreachablePolicy says what an election does with a master that does
+// not answer the bridge while its BMC reports power on. Through XAPI the
+// bridge cannot tell "cut off from the bridge only" from "its management
+// network died": both are silent, and its slaves name it either way.
+type UnreachablePolicy string
+
+const (
+	// RefuseUnreachable (the default) never promotes: the master may be
+	// alive and serving its pool. An operator restores the path, powers
+	// it off, or passes operator_override.
+	RefuseUnreachable UnreachablePolicy = "refuse"
+	// FenceUnreachable powers it off through its BMC, reads it back Off,
+	// then promotes: failover without a person, at the price of fencing a
+	// master that may have been healthy behind a broken path.
+	FenceUnreachable UnreachablePolicy = "fence"
+)
+
 // Options tune an Elector.
 type Options struct {
 	Journal journal.Store
@@ -88,6 +107,9 @@ type Options struct {
 	// Preferred returns a pool's preferred masters (UUIDs, names or
 	// addresses), tried first.
 	Preferred func(pool string) []string
+	// UnreachableMaster returns a pool's policy for a master that does
+	// not answer while its BMC reports power on (RefuseUnreachable when nil).
+	UnreachableMaster func(pool string) UnreachablePolicy
 	// Autopilot: off for every pool when nil.
 	Autopilot Autopilot
 	// Observe, when set, is told about every election that ran: not dry
@@ -103,6 +125,10 @@ type Options struct {
 	ProbeSpacing  time.Duration // between them (500 ms)
 	PollInterval  time.Duration // waiting for XenHA or for a promotion to take (500 ms)
 	VerifyTimeout time.Duration // a power-off read back, a promotion taking (60 s)
+	// RefusalMemory is how long a refused request id answers with the
+	// same refusal instead of running again (10 s): long enough to absorb
+	// a burst of retries, short enough that a repaired BMC is used soon.
+	RefusalMemory time.Duration
 }
 
 // Observation is one election that ran, for Options.Observe: the result,
@@ -116,9 +142,48 @@ type Observation struct {
 
 // Elector runs elections, one per pool at a time.
 type Elector struct {
-	opts  Options
-	log   hclog.Logger
-	pools keylock.Set // one election per pool at a time
+	opts     Options
+	log      hclog.Logger
+	pools    keylock.Set        // one election per pool at a time
+	flights  singleflight.Group // one attempt per pool and request id
+	refusals refusalMemo
+}
+
+// refusalMemo remembers refused request ids for a while.
+type refusalMemo struct {
+	mu sync.Mutex
+	m  map[string]rememberedRefusal
+}
+
+type rememberedRefusal struct {
+	res   *Result
+	err   error
+	until time.Time
+}
+
+func (c *refusalMemo) get(key string) (*Result, error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[key]
+	if !ok || time.Now().After(r.until) {
+		return nil, nil, false
+	}
+	return r.res, r.err, true
+}
+
+func (c *refusalMemo) put(key string, res *Result, err error, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]rememberedRefusal{}
+	}
+	now := time.Now()
+	for k, r := range c.m { // keep it small: drop what has expired
+		if now.After(r.until) {
+			delete(c.m, k)
+		}
+	}
+	c.m[key] = rememberedRefusal{res: res, err: err, until: now.Add(d)}
 }
 
 // New returns an Elector.
@@ -131,6 +196,9 @@ func New(opts Options) *Elector {
 	}
 	if opts.Preferred == nil {
 		opts.Preferred = func(string) []string { return nil }
+	}
+	if opts.UnreachableMaster == nil {
+		opts.UnreachableMaster = func(string) UnreachablePolicy { return RefuseUnreachable }
 	}
 	if opts.Autopilot == nil {
 		opts.Autopilot = func(string) (bool, time.Duration) { return false, 0 }
@@ -146,6 +214,7 @@ func New(opts Options) *Elector {
 	def(&opts.ProbeSpacing, 500*time.Millisecond)
 	def(&opts.PollInterval, 500*time.Millisecond)
 	def(&opts.VerifyTimeout, 60*time.Second)
+	def(&opts.RefusalMemory, 10*time.Second)
 	return &Elector{opts: opts, log: opts.Logger}
 }
 
@@ -185,7 +254,35 @@ func (el *election) step(step, host, detail string, ok bool) error {
 }
 
 // Elect makes sure the pool has one live master, or says why not.
+// Callers with the same request id share one attempt and its answer (the
+// first caller's deadline bounds it), and a refusal is remembered for
+// RefusalMemory: a retry storm does not rerun the whole refusal each time.
 func (e *Elector) Elect(ctx context.Context, req Request) (*Result, error) {
+	if req.RequestID == "" || req.DryRun {
+		return e.elect(ctx, req)
+	}
+	key := req.Pool.View().Name + "\x00" + req.RequestID
+	if res, err, ok := e.refusals.get(key); ok {
+		return res, err
+	}
+	ch := e.flights.DoChan(key, func() (any, error) {
+		res, err := e.elect(ctx, req)
+		var re *RefusedError
+		if errors.As(err, &re) {
+			e.refusals.put(key, res, err, e.opts.RefusalMemory)
+		}
+		return res, err
+	})
+	select {
+	case r := <-ch:
+		res, _ := r.Val.(*Result)
+		return res, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Elector) elect(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
 	res, replayed, err := e.run(ctx, req)
 	if e.opts.Observe != nil && !replayed && !req.DryRun {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,12 +28,27 @@ type env struct {
 	j     *journal.Bolt
 	e     *Elector
 	noBMC bool
+
+	auditMu sync.Mutex
+	audited []string // destructive calls the simulator saw (audit hook)
 }
 
 func newEnv(t *testing.T, hosts int, mut func(*Options)) *env {
 	t.Helper()
+	return newEnvWith(t, hosts, mut, nil)
+}
+
+// newEnvWith is newEnv with the XAPI options and the pool spec tuned.
+func newEnvWith(t *testing.T, hosts int, mut func(*Options), tune func(*xapi.Options, *xenha.PoolSpec)) *env {
+	t.Helper()
 	fc := xapisim.NewFakeClock()
-	sim, err := xapisim.New(xapisim.Config{Hosts: hosts, Clock: fc, Seed: 31, DisableHeartbeatSelfFence: true, VMsPerHost: 1})
+	en := &env{t: t, clock: fc}
+	sim, err := xapisim.New(xapisim.Config{Hosts: hosts, Clock: fc, Seed: 31, DisableHeartbeatSelfFence: true, VMsPerHost: 1,
+		Audit: func(r xapisim.AuditRecord) {
+			en.auditMu.Lock()
+			en.audited = append(en.audited, r.Action)
+			en.auditMu.Unlock()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,17 +58,22 @@ func newEnv(t *testing.T, hosts int, mut func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
-	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}, Epochs: j})
-	t.Cleanup(m.Close)
 	info := sim.Info()
-	if _, _, err := m.Attach(context.Background(), xenha.PoolSpec{
+	xo := xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}
+	spec := xenha.PoolSpec{
 		Name: "p", Members: sim.MemberURLs(), TLS: xapi.TLSOptions{AllowPlainHTTP: true},
 		Credentials:   xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
 		ProbeInterval: 100 * time.Millisecond,
-	}); err != nil {
+	}
+	if tune != nil {
+		tune(&xo, &spec)
+	}
+	m := xenha.NewManager(xenha.Options{XAPI: xo, Epochs: j})
+	t.Cleanup(m.Close)
+	if _, _, err := m.Attach(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	en := &env{t: t, sim: sim, clock: fc, m: m, j: j}
+	en.sim, en.m, en.j = sim, m, j
 	opts := Options{Journal: j, ProbeSpacing: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond, VerifyTimeout: 5 * time.Second,
 		// The hosts' real Redfish BMCs (the simulator's), through the real driver.
 		Devices: func(pool string, h xenha.HostView) fencing.Device {
@@ -177,16 +198,68 @@ func TestMasterCrashElectsOneNewMaster(t *testing.T) {
 	}
 }
 
+// On a real pool the slaves of a dead master keep naming it: the election
+// must not wait for emergency mode, and must not read HOST_IS_SLAVE as
+// "the master lives". The BMC reading Off decides.
+func TestADeadMastersSlavesStillNameItAndOneIsPromoted(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	old := en.sim.Info().Hosts[0]
+	en.sim.PowerOff(0)
+	for _, h := range en.sim.State().Hosts[1:] {
+		if h.Emergency || h.MasterAddress != old.Address {
+			t.Fatalf("before the election %s: emergency %v, master %s", h.Name, h.Emergency, h.MasterAddress)
+		}
+	}
+	res, err := en.elect(nil)
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	if m := en.masters(); len(m) != 1 || m[0] != en.lowestOther().UUID || res.Master.UUID != m[0] {
+		t.Fatalf("masters %v\n%s", m, trace(res))
+	}
+	if tr := trace(res); !strings.Contains(tr, "BMC reports power off") || !strings.Contains(tr, "name host-0 as master") {
+		t.Fatalf("the trace does not show the evidence:\n%s", tr)
+	}
+}
+
 func TestAMasterCutOffFromTheBridgeOnlyIsNotReplaced(t *testing.T) {
 	en := newEnv(t, 3, nil)
 	en.sim.CutBridge(0, true)
-	_, err := en.elect(nil)
+	res, err := en.elect(nil)
 	var re *RefusedError
-	if !errors.As(err, &re) || !strings.Contains(re.Reason, "slaves still reach the master") {
-		t.Fatalf("want a refusal, got %v", err)
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "BMC reports power on") || !strings.Contains(re.Reason, "unreachable_master: fence") {
+		t.Fatalf("want a refusal naming the BMC and the policy, got %v\n%s", err, trace(res))
 	}
 	if m := en.masters(); len(m) != 1 || m[0] != en.sim.Info().Hosts[0].UUID || !en.sim.State().Hosts[0].Powered {
 		t.Fatalf("the master was touched: %v", m)
+	}
+	if entries, _ := en.j.Entries("p", 0, 0); !slices.ContainsFunc(entries, func(e journal.Entry) bool {
+		return e.Step == "decision" && strings.Contains(e.Detail, "refused") && strings.Contains(e.Detail, "power on")
+	}) {
+		t.Fatal("the refusal is not journaled")
+	}
+}
+
+// With unreachable_master: fence, a master that is silent but powered is
+// powered off through its BMC, read back, and only then replaced.
+func TestTheFencePolicyPowersAnUnreachableMasterOffFirst(t *testing.T) {
+	en := newEnv(t, 3, func(o *Options) {
+		o.UnreachableMaster = func(string) UnreachablePolicy { return FenceUnreachable }
+	})
+	en.sim.CutBridge(0, true)
+	res, err := en.elect(nil)
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	if en.sim.State().Hosts[0].Powered {
+		t.Fatal("the old master still has power")
+	}
+	if m := en.masters(); len(m) != 1 || m[0] != res.Master.UUID || res.Master.UUID == en.sim.Info().Hosts[0].UUID {
+		t.Fatalf("masters %v\n%s", m, trace(res))
+	}
+	tr := trace(res)
+	if i, j := strings.Index(tr, "read back off"), strings.Index(tr, "pool.emergency_transition_to_master"); i < 0 || j < 0 || i > j {
+		t.Fatalf("no power-off read back before the promotion:\n%s", tr)
 	}
 }
 
@@ -196,8 +269,9 @@ func TestNoPromotionWithoutMakingTheOldMasterHarmless(t *testing.T) {
 	en.sim.PowerOff(0)
 	_, err := en.elect(nil)
 	var re *RefusedError
-	if !errors.As(err, &re) || !strings.Contains(re.Reason, "harmless") || len(en.masters()) != 0 {
-		t.Fatalf("want a refusal, got %v; masters %v", err, en.masters())
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "no BMC is configured") || !strings.Contains(re.Reason, "operator_override") ||
+		!strings.Contains(re.Reason, "pools[].fencing.bmcs") || len(en.masters()) != 0 {
+		t.Fatalf("want an actionable refusal, got %v; masters %v", err, en.masters())
 	}
 	res, err := en.elect(func(r *Request) { r.Override = true; r.Reason = "operator: the old master's PDU is off" })
 	if err != nil || res.ElectedBy != ByCloudStack || len(en.masters()) != 1 {
@@ -210,6 +284,68 @@ func TestNoPromotionWithoutMakingTheOldMasterHarmless(t *testing.T) {
 	}
 	if !journaled {
 		t.Fatal("the override is not journaled")
+	}
+}
+
+// Issue 14, seed 302704908129: a host cut off from the bridge is made
+// master by an admin while the view's master loses power. The slaves name
+// the new master: it may be alive, so nobody is promoted beside it.
+func TestAHostTheSlavesNameIsNeverPromotedBeside(t *testing.T) {
+	en := newEnv(t, 5, nil)
+	en.sim.CutBridge(3, true)
+	en.sim.Designate(3)
+	en.sim.PowerOff(0)
+	res, err := en.elect(nil)
+	var re *RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("want a refusal, got %v\n%s", err, trace(res))
+	}
+	if m := en.masters(); len(m) != 1 || m[0] != en.sim.Info().Hosts[3].UUID {
+		t.Fatalf("masters %v\n%s", m, refusal(err))
+	}
+}
+
+// Issue 14, seeds 300159900494 and 302859908594: the master is cut off
+// from the bridge, an admin designates another host, which then loses
+// power. The stale view's master has power: it is not powered off.
+func TestAStaleViewsMasterWithPowerIsNotPoweredOff(t *testing.T) {
+	for _, fault := range []string{"cut", "hang"} {
+		t.Run(fault, func(t *testing.T) {
+			en := newEnv(t, 4, nil)
+			if fault == "cut" {
+				en.sim.CutBridge(0, true)
+			} else {
+				en.sim.HangXAPI(0, true)
+			}
+			en.sim.Designate(2)
+			en.sim.PowerOff(2)
+			_, err := en.elect(nil)
+			if !en.sim.State().Hosts[0].Powered {
+				t.Fatalf("host-0, alive and no longer master, was powered off: %s", refusal(err))
+			}
+			if m := en.masters(); len(m) != 0 {
+				t.Fatalf("masters %v: %s", m, refusal(err))
+			}
+		})
+	}
+}
+
+// Issue 14, seed 300817902468: XenHA is switched on while the master is
+// cut off from the bridge. The election sends nothing destructive.
+func TestXenHAEnabledBehindACutIsNotActedOn(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	en.sim.CutBridge(0, true)
+	if err := en.sim.EnableHA(0, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, err := en.elect(nil)
+	if err == nil {
+		t.Fatal("an election went ahead")
+	}
+	en.auditMu.Lock()
+	defer en.auditMu.Unlock()
+	if len(en.audited) != 0 || !en.sim.State().Hosts[0].Powered {
+		t.Fatalf("destructive calls in a XenHA pool: %v (%s)", en.audited, refusal(err))
 	}
 }
 
@@ -484,5 +620,86 @@ func TestNoPromotionTheJournalCannotRecord(t *testing.T) {
 				t.Fatalf("a host was promoted anyway: %v", m)
 			}
 		})
+	}
+}
+
+// After an election the watcher switches to the new master; nothing may
+// report that master lost (README's Try-it flow showed a MASTER_LOST and
+// a MASTER_UNREACHABLE warning for it in 3 runs of 10).
+func TestNoFalseMasterLostAfterAnElection(t *testing.T) {
+	for run := range 3 {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			en := newEnvWith(t, 3, nil, func(_ *xapi.Options, spec *xenha.PoolSpec) {
+				spec.MasterProbeInterval = 50 * time.Millisecond // many checks of the new master
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go en.e.Heal(ctx, en.m)
+			sub, err := en.m.Subscribe("p", 0, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			en.sim.PowerOff(0)
+			en.settle("the master lost", func(v *xenha.PoolView) bool { return !v.Master.Reachable })
+			res, err := en.elect(nil)
+			if err != nil {
+				t.Fatal(refusal(err))
+			}
+			quiet := time.After(2 * time.Second) // many probe rounds and master checks
+			for {
+				select {
+				case ev := <-sub.C:
+					if ev.Host == res.Master.UUID && ev.Type == xenha.EventMasterLost ||
+						ev.Type == xenha.EventWarningRaised && ev.Warning != nil && ev.Warning.Code == xenha.WarnMasterUnreachable &&
+							strings.Contains(ev.Warning.Message, res.Master.Name) {
+						t.Fatalf("a false alarm after the election: %+v", ev)
+					}
+					continue
+				case <-quiet:
+				}
+				break
+			}
+			if v := en.handle().View(); v.Master.UUID != res.Master.UUID || !v.Master.Reachable {
+				t.Fatalf("the view after the election: %+v", v.Master)
+			}
+		})
+	}
+}
+
+// Issue 14: 50 callers with one request id while the old master's BMC
+// does not answer share one attempt and its refusal; a retry soon after
+// gets the remembered refusal without running again.
+func TestCallersOfOneRequestIDShareOneAttempt(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	en.sim.PowerLoss(0) // the host and its BMC
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = en.elect(func(r *Request) { r.RequestID = "storm" })
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var re *RefusedError
+		if !errors.As(err, &re) || !strings.Contains(re.Reason, "BMC cannot be read") {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	if _, err := en.elect(func(r *Request) { r.RequestID = "storm" }); err == nil {
+		t.Fatal("the retry was not refused")
+	}
+	entries, _ := en.j.Entries("p", 0, 0)
+	attempts := 0
+	for _, e := range entries {
+		if e.Step == "request" && e.RequestID == "storm" {
+			attempts++
+		}
+	}
+	if attempts != 1 {
+		t.Fatalf("%d attempts for one request id", attempts)
 	}
 }

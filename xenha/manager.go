@@ -22,15 +22,20 @@ type PoolSpec struct {
 	Credentials    xapi.Credentials
 	Policy         Policy
 	StorageTimeout time.Duration // default 120 s (open-iscsi's replacement_timeout)
-	ProbeInterval  time.Duration // default 30 s
-	TLS            xapi.TLSOptions
-	Source         string // "config" or "api"
+	ProbeInterval  time.Duration // every member, default 30 s
+	// MasterProbeInterval is how often the followed master is asked a
+	// cheap question (default 2 s, never more than ProbeInterval): a dead
+	// master is silent, and this is what notices it.
+	MasterProbeInterval time.Duration
+	TLS                 xapi.TLSOptions
+	Source              string // "config" or "api"
 }
 
 // Defaults for PoolSpec.
 const (
-	DefaultStorageTimeout = 120 * time.Second
-	DefaultProbeInterval  = 30 * time.Second
+	DefaultStorageTimeout      = 120 * time.Second
+	DefaultProbeInterval       = 30 * time.Second
+	DefaultMasterProbeInterval = 2 * time.Second
 )
 
 var poolName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
@@ -80,7 +85,22 @@ func (s *PoolSpec) validate() error {
 	case s.ProbeInterval == 0:
 		s.ProbeInterval = DefaultProbeInterval
 	}
+	switch {
+	case s.MasterProbeInterval < 0:
+		return invalid("master_probe_interval", "must not be negative")
+	case s.MasterProbeInterval == 0:
+		s.MasterProbeInterval = DefaultMasterProbeInterval
+	}
+	s.MasterProbeInterval = min(s.MasterProbeInterval, s.ProbeInterval)
 	return nil
+}
+
+// probeTimeout bounds the watchers' master checks as the probes are bounded.
+func (m *Manager) probeTimeout() time.Duration {
+	if d := m.opts.XAPI.ProbeTimeout; d > 0 {
+		return d
+	}
+	return xapi.DefaultProbeTimeout
 }
 
 // redactURL keeps user info out of error messages.
@@ -96,6 +116,7 @@ func redactURL(raw string) string {
 func sameSpec(a, b PoolSpec) bool {
 	return a.Name == b.Name && slices.Equal(a.Members, b.Members) && a.Credentials == b.Credentials &&
 		a.Policy == b.Policy && a.StorageTimeout == b.StorageTimeout && a.ProbeInterval == b.ProbeInterval &&
+		a.MasterProbeInterval == b.MasterProbeInterval &&
 		a.TLS.CAFile == b.TLS.CAFile && string(a.TLS.CAPEM) == string(b.TLS.CAPEM) &&
 		a.TLS.PinSHA256 == b.TLS.PinSHA256 && a.TLS.AllowPlainHTTP == b.TLS.AllowPlainHTTP
 }
@@ -194,6 +215,7 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 	}
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
 	w.epoch, w.epochs = epoch, m.opts.Epochs
+	w.probeTimeout = m.probeTimeout()
 	m.pools[spec.Name] = w
 	m.mu.Unlock()
 	w.start()
@@ -434,6 +456,7 @@ func (m *Manager) SetMembers(id string, members []string) error {
 	old.mu.Unlock()
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
 	w.epoch, w.epochs = epoch, m.opts.Epochs
+	w.probeTimeout = m.probeTimeout()
 	w.view.Store(old.view.Load()) // no NOT_OBSERVED gap while it reconnects
 	m.pools[name] = w
 	m.mu.Unlock()

@@ -266,3 +266,43 @@ func TestMasterCutOffFromTheBridgeIsSeenByTheProbe(t *testing.T) {
 	}
 	e.eventually("master reachable again", func(v *PoolView) bool { return v.Master.Reachable })
 }
+
+// A powered-off master on a real network is silent: the event long-poll
+// never breaks. The master check notices within its interval plus the
+// probe timeout, long before the next probe round of every member.
+func TestASilentMasterIsNoticedByTheMasterCheck(t *testing.T) {
+	e := newEnv(t, 3)
+	e.spec.ProbeInterval = time.Hour // only the master check can notice
+	e.spec.MasterProbeInterval = 200 * time.Millisecond
+	e.attach()
+	sub, err := e.m.Subscribe("sim", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := e.sim.PowerOff(0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ev := next(t, sub, EventMasterLost)
+	if took := time.Since(start); took > 5*time.Second || ev.Host != e.sim.Info().Hosts[0].UUID {
+		t.Fatalf("MASTER_LOST %+v after %s", ev, took)
+	}
+}
+
+// An admin designates another master while the old one is cut off from
+// the bridge: the watcher follows the new master (a search for it is
+// never cut short by the probes of the silent old one).
+func TestADesignationIsFollowedWhileTheOldMasterIsSilent(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	if err := e.sim.CutBridge(0, true); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("master unreachable", func(v *PoolView) bool { return !v.Master.Reachable })
+	if err := e.sim.Designate(2); err != nil {
+		t.Fatal(err)
+	}
+	want := e.sim.Info().Hosts[2].UUID
+	e.eventually("the designated master followed", func(v *PoolView) bool { return v.Master.UUID == want && v.Master.Reachable })
+}

@@ -110,7 +110,11 @@ type observation struct {
 	connectedAt time.Time  // when it last (re)connected
 	probes      []xapi.Probe
 	probedAt    time.Time // when the last probe round started
-	observedAt  time.Time
+	// The watcher's last failed check of the followed master, and when it
+	// started.
+	masterCheck     xapi.Probe
+	masterCheckedAt time.Time
+	observedAt      time.Time
 }
 
 // derive computes a view from the pool's state. It is a pure function so
@@ -171,8 +175,14 @@ func derive(spec PoolSpec, ob observation, epoch uint64) *PoolView {
 
 	if m, ok := st.hosts[st.pool.Master]; ok {
 		v.Master = MasterView{UUID: m.UUID, Name: m.NameLabel, Address: m.Address, Reachable: ob.connected}
-		if p, ok := probeByHost[m.Address]; ok && p.State != xapi.ProbeMaster && ob.probedAt.After(ob.connectedAt) {
-			v.Master.Reachable = false // a probe newer than the connection beats it
+		// The newest word on the master after the connection beats it: a
+		// probe round's, or the master check's.
+		if p, ok := probeByHost[m.Address]; ok && ob.probedAt.After(ob.connectedAt) && !ob.masterCheckedAt.After(ob.probedAt) {
+			if p.State != xapi.ProbeMaster {
+				v.Master.Reachable = false
+			}
+		} else if ob.masterCheckedAt.After(ob.connectedAt) && urlHost(ob.masterCheck.URL) == m.Address {
+			v.Master.Reachable = false
 		}
 	}
 	for ref, vm := range st.vms {

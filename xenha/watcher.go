@@ -35,6 +35,10 @@ type watcher struct {
 	demoted      bool       // the last master said HOST_IS_SLAVE: someone designated another
 	expected     string     // a master the bridge itself is promoting
 	cancelFollow context.CancelFunc
+	following    *xapi.Client // the master the event loop follows; nil while it searches
+	cutByProbe   bool         // the event loop was cut because its master stopped answering
+
+	probeTimeout time.Duration // for the master check
 
 	kick   chan struct{} // asks the probe loop to probe now
 	wake   chan struct{} // cuts the event loop's back-off short (a new master was made)
@@ -55,9 +59,10 @@ func (w *watcher) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); w.followLoop(ctx) }()
 	go func() { defer wg.Done(); w.probeLoop(ctx) }()
+	go func() { defer wg.Done(); w.masterCheckLoop(ctx) }()
 	go func() { wg.Wait(); close(w.done) }()
 }
 
@@ -143,6 +148,10 @@ func (w *watcher) followLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.mu.Lock()
+		cut, wasFollowing := w.cutByProbe, w.following != nil
+		w.cutByProbe, w.following = false, nil
+		w.mu.Unlock()
 		switch {
 		case xapi.IsCode(err, xapi.CodeHostIsSlave):
 			// A clean handover: the old master now follows another.
@@ -156,10 +165,19 @@ func (w *watcher) followLoop(ctx context.Context) {
 			w.log.Info("event token refused, resynchronising", "error", err)
 			continue
 		}
-		last := w.view.Load()
-		w.log.Warn("lost the pool master", "host", last.Master.UUID, "address", last.Master.Address, "epoch", last.Epoch, "error", err)
 		w.pool.Invalidate()
-		w.update(func(ob *observation) { ob.connected = false })
+		last := w.view.Load()
+		if cut || !wasFollowing {
+			// The master stopped answering (a probe or the master check
+			// says so), or none could be found: it is lost.
+			w.log.Warn("lost the pool master", "host", last.Master.UUID, "address", last.Master.Address, "epoch", last.Epoch, "error", err)
+			w.update(func(ob *observation) { ob.connected = false })
+		} else {
+			// Only the event stream broke: a probe, not this error, says
+			// whether the master is lost, so a reconnection (to the same
+			// master, or to one the bridge just made) raises no alarm.
+			w.log.Info("the master's event stream broke; probing", "host", last.Master.UUID, "address", last.Master.Address, "error", err)
+		}
 		w.probeNow()
 		if time.Since(started) > 10*time.Second {
 			backoff = 100 * time.Millisecond
@@ -214,6 +232,7 @@ func (w *watcher) apply(ctx context.Context, c *xapi.Client, st *poolState, batc
 		}
 		if !ob.connected || prevStatefiles == nil { // a (re)connection
 			ob.connectedAt = time.Now()
+			w.following = c
 			w.probeNow() // let the probes catch up with it
 		}
 		ob.state, ob.connected, ob.observedAt = st, true, time.Now()
@@ -278,22 +297,25 @@ func (w *watcher) storedEpoch() uint64 {
 }
 
 func (w *watcher) afterProbe(probes []xapi.Probe, started time.Time) {
-	masterAddr := w.view.Load().Master.Address
 	answered := false
 	for _, p := range probes {
 		if p.State != xapi.ProbeUnreachable {
 			answered = true
 		}
-		// The event loop may hang on a master cut off from the bridge:
-		// the probe is the witness that it is gone.
-		if p.State == xapi.ProbeUnreachable && urlHost(p.URL) == masterAddr && masterAddr != "" {
-			w.mu.Lock()
-			if w.cancelFollow != nil {
-				w.cancelFollow()
+	}
+	w.mu.Lock()
+	// The event loop hangs on a master that went silent: a probe started
+	// after it connected, to that very master, is the witness that it is
+	// gone. An older round, or one about another host, cuts nothing, and a
+	// search for the master is never cut (it would never finish).
+	if f := w.following; f != nil && started.After(w.ob.connectedAt) {
+		for _, p := range probes {
+			if p.State == xapi.ProbeUnreachable && urlHost(p.URL) == f.Address() {
+				w.cutFollowLocked()
 			}
-			w.mu.Unlock()
 		}
 	}
+	w.mu.Unlock()
 	shared := w.storedEpoch()
 	w.update(func(ob *observation) {
 		if shared > w.epoch { // raised by another bridge sharing the store
@@ -304,4 +326,58 @@ func (w *watcher) afterProbe(probes []xapi.Probe, started time.Time) {
 			ob.observedAt = time.Now()
 		}
 	})
+}
+
+func (w *watcher) cutFollowLocked() {
+	if w.cancelFollow != nil && !w.cutByProbe {
+		w.cutByProbe = true
+		w.cancelFollow()
+	}
+}
+
+// masterCheckLoop asks the followed master a cheap question every
+// MasterProbeInterval on the event loop's own session: a dead master on a
+// real network is silent, so the event long-poll never breaks by itself.
+// No answer within the probe timeout marks the master unreachable at
+// once, cuts the event loop and probes every member.
+func (w *watcher) masterCheckLoop(ctx context.Context) {
+	t := time.NewTicker(w.spec.MasterProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		f := w.following
+		w.mu.Unlock()
+		if f == nil {
+			continue // the event loop is searching; the probes report
+		}
+		started := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, w.probeTimeout)
+		_, err := f.Call(cctx, "pool.get_all")
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if _, answered := xapi.AsError(err); err == nil || answered {
+			continue // XAPI answered; the event loop handles what it said
+		}
+		w.mu.Lock()
+		still := w.following == f && started.After(w.ob.connectedAt)
+		if still {
+			w.cutFollowLocked()
+		}
+		w.mu.Unlock()
+		if !still {
+			continue
+		}
+		w.log.Warn("the master does not answer", "address", f.Address(), "error", err)
+		w.update(func(ob *observation) {
+			ob.masterCheck, ob.masterCheckedAt = xapi.Probe{URL: f.URL(), State: xapi.ProbeUnreachable, Err: err}, started
+		})
+		w.probeNow()
+	}
 }

@@ -170,15 +170,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	preferred := map[string][]string{}
 	autopilot := map[string]time.Duration{} // pools with autopilot on, and their delay
+	unreachable := map[string]elect.UnreachablePolicy{}
 	elector := elect.New(elect.Options{
 		Journal: jrnl, Logger: log.Named("elect"), Devices: bmcs.lookup,
 		Preferred: func(pool string) []string { return preferred[pool] },
+		UnreachableMaster: func(pool string) elect.UnreachablePolicy {
+			if p, ok := unreachable[pool]; ok {
+				return p
+			}
+			return elect.RefuseUnreachable
+		},
 		Autopilot: func(pool string) (bool, time.Duration) { d, on := autopilot[pool]; return on, d },
 		Observe:   obs.ObserveElection,
 		Lease:     guard,
 	})
 	for _, p := range cfg.Pools {
 		preferred[p.Name] = p.PreferredMasters
+		unreachable[p.Name] = elect.UnreachablePolicy(p.UnreachableMaster)
 		if p.Autopilot {
 			autopilot[p.Name] = p.AutopilotDelay
 		}
@@ -189,8 +197,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Name: p.Name, Members: p.Members,
 			Credentials: xapi.Credentials{Username: p.Username, Password: xapi.Secret(p.Password())},
 			Policy:      xenha.Policy(p.Policy), StorageTimeout: p.StorageTimeout, ProbeInterval: p.ProbeInterval,
-			TLS:    xapi.TLSOptions{CAFile: p.TLS.CAFile, PinSHA256: p.TLS.PinSHA256, AllowPlainHTTP: p.TLS.AllowPlainHTTP},
-			Source: "config",
+			MasterProbeInterval: p.MasterProbeInterval,
+			TLS:                 xapi.TLSOptions{CAFile: p.TLS.CAFile, PinSHA256: p.TLS.PinSHA256, AllowPlainHTTP: p.TLS.AllowPlainHTTP},
+			Source:              "config",
 		}
 		if _, _, err := pools.Attach(ctx, spec); err != nil {
 			return fmt.Errorf("pool %s: %w", p.Name, err)
