@@ -26,6 +26,12 @@ func (el *election) elect(ctx context.Context) error {
 		el.step("resume", h.UUID, fmt.Sprintf("an earlier election promoted %s and did not finish: resuming with it, never a second promotion", h.Name), true)
 		return el.promote(ctx, h)
 	}
+	// The view's master is almost always the one to judge: its evidence is
+	// gathered while the members are probed, so a silent master costs one
+	// probe timeout, not two.
+	if h, ok := el.view.Host(el.view.Master.UUID); ok {
+		el.early = map[string]<-chan evidence{h.UUID: el.gather(ctx, h)}
+	}
 	c := summarise(el.req.Pool.ProbeAll(ctx))
 	el.step("probe", "", "the members answer: "+describe(c.probes), true)
 	switch {
@@ -149,25 +155,17 @@ func (el *election) unfinished() (xenha.HostView, bool, error) {
 // waits for them: a real slave enters that mode only when its xapi
 // restarts (see xapisim).
 func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claims) error {
-	dev := el.e.opts.Devices(el.view.Name, old)
-	var (
-		probes []xapi.Probe
-		power  fencing.PowerState
-		bmcErr error
-		wg     sync.WaitGroup
-	)
-	// The probes and the BMC at once: a silent host costs one probe
-	// timeout, not one per probe.
-	wg.Add(1)
-	go func() { defer wg.Done(); probes = el.probeRepeatedly(ctx, old) }()
-	if dev != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); power, bmcErr = dev.PowerState(ctx) }()
+	ch, ok := el.early[old.UUID]
+	if !ok {
+		ch = el.gather(ctx, old)
 	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return err
+	var ev evidence
+	select {
+	case ev = <-ch:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	dev, probes, power, bmcErr := ev.dev, ev.probes, ev.power, ev.bmcErr
 	for _, p := range probes {
 		if p.State == xapi.ProbeUnreachable {
 			continue
@@ -221,6 +219,33 @@ func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claim
 		return el.refuse("the journal cannot record the decision: " + err.Error())
 	}
 	return nil
+}
+
+// evidence is what the bridge itself can learn about a host that may be
+// master: its answers to repeated probes and its BMC's power reading.
+type evidence struct {
+	dev    fencing.Device // nil: no BMC configured
+	probes []xapi.Probe
+	power  fencing.PowerState
+	bmcErr error
+}
+
+// gather collects h's evidence in the background: the probes and the BMC
+// at once, so a silent host costs one probe timeout, not one per probe.
+func (el *election) gather(ctx context.Context, h xenha.HostView) <-chan evidence {
+	ch := make(chan evidence, 1)
+	go func() {
+		ev := evidence{dev: el.e.opts.Devices(el.view.Name, h)}
+		var wg sync.WaitGroup
+		if ev.dev != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); ev.power, ev.bmcErr = ev.dev.PowerState(ctx) }()
+		}
+		ev.probes = el.probeRepeatedly(ctx, h)
+		wg.Wait()
+		ch <- ev
+	}()
+	return ch
 }
 
 // probeRepeatedly probes h ProbeAttempts times, ProbeSpacing apart, the
@@ -318,6 +343,12 @@ func (el *election) makeHarmless(ctx context.Context, old xenha.HostView) error 
 		})
 	if lease.IsRefusal(err) {
 		return err // no longer this bridge's to act on, override or not
+	}
+	if err == nil {
+		if el.off == nil {
+			el.off = map[string]bool{}
+		}
+		el.off[old.UUID] = true
 	}
 	switch {
 	case err == nil && alreadyOff:
@@ -526,21 +557,32 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	return nil
 }
 
-// strays lists reachable hosts that do not follow cand.
+// strays lists reachable hosts that do not follow cand. Hosts the
+// election powered off (read back) are not asked: a silent host would only
+// cost a probe timeout.
 func (el *election) strays(ctx context.Context, cand xenha.HostView) []string {
-	var out []string
-	for _, pr := range el.req.Pool.ProbeAll(ctx) {
-		h, ok := el.hostByAddress(pr.URL)
-		if !ok || h.UUID == cand.UUID {
-			continue
+	var hosts []xenha.HostView
+	for _, h := range el.view.Hosts {
+		if h.UUID != cand.UUID && !el.off[h.UUID] {
+			hosts = append(hosts, h)
 		}
+	}
+	probes := make([]xapi.Probe, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); probes[i] = el.req.Pool.Probe(ctx, h.Address) }()
+	}
+	wg.Wait()
+	var out []string
+	for i, pr := range probes {
 		switch pr.State {
 		case xapi.ProbeSlave:
 			if pr.MasterAddress != cand.Address {
-				out = append(out, h.Address)
+				out = append(out, hosts[i].Address)
 			}
 		case xapi.ProbeMaster, xapi.ProbeEmergency:
-			out = append(out, h.Address)
+			out = append(out, hosts[i].Address)
 		}
 	}
 	return out

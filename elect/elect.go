@@ -232,6 +232,9 @@ type election struct {
 	req  Request
 	view *xenha.PoolView
 	res  *Result
+	// early holds evidence gathered before it was known to be needed.
+	early map[string]<-chan evidence
+	off   map[string]bool // hosts this election read back powered off
 }
 
 // step traces, logs and journals one step. The error is the journal's: a
