@@ -37,6 +37,8 @@ pools:
     policy: require_xenha
     storage_timeout: 2m
     probe_interval: 5s
+    master_probe_interval: 1s
+    unreachable_master: fence
     tls:
       ca_file: ca.pem
       pin_sha256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"
@@ -68,32 +70,36 @@ func TestParseFull(t *testing.T) {
 		Journal: Journal{Store: "bolt", Path: DefaultJournalPath, MySQL: MySQL{Timeout: 5 * time.Second}},
 		Lease:   Lease{Duration: 15 * time.Second, Renew: 2 * time.Second, Margin: 5 * time.Second},
 		Pools: []Pool{{
-			Name:           "cluster-a",
-			Members:        []string{"https://10.0.0.11", "https://10.0.0.12:8443/"},
-			Username:       "root",
-			PasswordFile:   filepath.Join(dir, "pw"),
-			Policy:         PolicyRequireXenHA,
-			StorageTimeout: 2 * time.Minute,
-			ProbeInterval:  5 * time.Second,
+			Name:                "cluster-a",
+			Members:             []string{"https://10.0.0.11", "https://10.0.0.12:8443/"},
+			Username:            "root",
+			PasswordFile:        filepath.Join(dir, "pw"),
+			Policy:              PolicyRequireXenHA,
+			StorageTimeout:      2 * time.Minute,
+			ProbeInterval:       5 * time.Second,
+			MasterProbeInterval: time.Second,
+			UnreachableMaster:   UnreachableFence,
 			TLS: PoolTLS{
 				CAFile:    filepath.Join(dir, "ca.pem"),
 				PinSHA256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
 			},
 			Fencing:        defaultPool().Fencing,
-			AutopilotDelay: 30 * time.Second,
+			AutopilotDelay: DefaultAutopilotDelay,
 			password:       newSecret(testPassword),
 		}, {
-			Name:           "lab.pool_2",
-			Members:        []string{"http://127.0.0.1:8080"},
-			Username:       "admin",
-			PasswordFile:   filepath.Join(dir, "pw"),
-			Policy:         PolicyAuto,
-			StorageTimeout: DefaultStorageTimeout,
-			ProbeInterval:  DefaultProbeInterval,
-			TLS:            PoolTLS{AllowPlainHTTP: true},
-			Fencing:        defaultPool().Fencing,
-			AutopilotDelay: 30 * time.Second,
-			password:       newSecret(testPassword),
+			Name:                "lab.pool_2",
+			Members:             []string{"http://127.0.0.1:8080"},
+			Username:            "admin",
+			PasswordFile:        filepath.Join(dir, "pw"),
+			Policy:              PolicyAuto,
+			StorageTimeout:      DefaultStorageTimeout,
+			ProbeInterval:       DefaultProbeInterval,
+			MasterProbeInterval: DefaultMasterProbeInterval,
+			UnreachableMaster:   UnreachableRefuse,
+			TLS:                 PoolTLS{AllowPlainHTTP: true},
+			Fencing:             defaultPool().Fencing,
+			AutopilotDelay:      DefaultAutopilotDelay,
+			password:            newSecret(testPassword),
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -668,6 +674,8 @@ func TestPoolValidate(t *testing.T) {
 		{"empty policy", func(p *Pool) { p.Policy = "" }, `policy: "" is not a policy`},
 		{"zero storage timeout", func(p *Pool) { p.StorageTimeout = 0 }, "storage_timeout: must be greater than 0 (got 0s)"},
 		{"zero probe interval", func(p *Pool) { p.ProbeInterval = 0 }, "probe_interval: must be at least 1s (got 0s)"},
+		{"master probed too often", func(p *Pool) { p.MasterProbeInterval = 100 * time.Millisecond }, "master_probe_interval: must be between 500ms and 1h (got 100ms)"},
+		{"unknown unreachable policy", func(p *Pool) { p.UnreachableMaster = "shoot" }, `unreachable_master: must be "refuse" or "fence" (got "shoot")`},
 		{"bad pin", func(p *Pool) { p.TLS.PinSHA256 = "xx" }, `tls.pin_sha256: "xx" is not a SHA-256 fingerprint`},
 	}
 	for _, tt := range tests {

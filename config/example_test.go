@@ -21,7 +21,7 @@ var schemaKeys = []string{
 	"pools", "pools[].name", "pools[].members", "pools[].username", "pools[].password_file",
 	"pools[].policy", "pools[].storage_timeout", "pools[].probe_interval",
 	"pools[].tls", "pools[].tls.ca_file", "pools[].tls.pin_sha256", "pools[].tls.allow_plain_http",
-	"journal", "journal.path", "metrics", "metrics.listen", "metrics.allow_remote", "pools[].preferred_masters", "pools[].autopilot", "pools[].autopilot_delay",
+	"journal", "journal.path", "metrics", "metrics.listen", "metrics.allow_remote", "pools[].preferred_masters", "pools[].autopilot", "pools[].autopilot_delay", "pools[].master_probe_interval", "pools[].unreachable_master",
 	"pools[].fencing", "pools[].fencing.levels", "pools[].fencing.delay", "pools[].fencing.storm_percent",
 	"pools[].fencing.heartbeat_timeout", "pools[].fencing.bmcs", "pools[].fencing.bmcs[].host",
 	"pools[].fencing.bmcs[].driver", "pools[].fencing.bmcs[].address", "pools[].fencing.bmcs[].username",

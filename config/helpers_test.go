@@ -100,13 +100,15 @@ func render(t testing.TB, cfg *Config) []byte {
 	pools := make([]map[string]any, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		pools = append(pools, map[string]any{
-			"name":            p.Name,
-			"members":         p.Members,
-			"username":        p.Username,
-			"password_file":   p.PasswordFile,
-			"policy":          p.Policy,
-			"storage_timeout": p.StorageTimeout.String(),
-			"probe_interval":  p.ProbeInterval.String(),
+			"name":                  p.Name,
+			"members":               p.Members,
+			"username":              p.Username,
+			"password_file":         p.PasswordFile,
+			"policy":                p.Policy,
+			"storage_timeout":       p.StorageTimeout.String(),
+			"probe_interval":        p.ProbeInterval.String(),
+			"master_probe_interval": p.MasterProbeInterval.String(),
+			"unreachable_master":    p.UnreachableMaster,
 			"tls": map[string]any{
 				"ca_file":          p.TLS.CAFile,
 				"pin_sha256":       p.TLS.PinSHA256,

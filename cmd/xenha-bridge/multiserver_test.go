@@ -89,7 +89,9 @@ func (b *bridgeProc) call(t *testing.T, f func(context.Context, pb.XenHAServiceC
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// An election on a silent dead master waits out production probe
+	// timeouts (3 s) more than once: leave room on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	return f(ctx, pb.NewXenHAServiceClient(conn))
 }
