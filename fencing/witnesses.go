@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
@@ -61,13 +62,26 @@ func (e evidence) deadWitnesses() []string {
 // witness asks every witness it can reach.
 func (r *run) witness(ctx context.Context) evidence {
 	ev := evidence{liveFalse: !r.host.Live, hbFresh: r.o.HeartbeatFresh}
-	// 1. The bridge's own XAPI probes: one failure is never enough.
-	for i := range r.o.ProbeAttempts {
-		if i > 0 {
-			r.wait(ctx, r.o.ProbeSpacing)
+	// 1. The bridge's own XAPI probes: one failure is never enough. They
+	// start ProbeSpacing apart and overlap: a silent host (a dead one on a
+	// real network) costs one probe timeout, not one per probe.
+	probes := make([]xapi.Probe, r.o.ProbeAttempts)
+	r.peer(func() {
+		var wg sync.WaitGroup
+		for i := range probes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-time.After(time.Duration(i) * r.o.ProbeSpacing):
+					probes[i] = r.req.Pool.Probe(ctx, r.host.Address)
+				case <-ctx.Done():
+				}
+			}()
 		}
-		var p xapi.Probe
-		r.peer(func() { p = r.req.Pool.Probe(ctx, r.host.Address) })
+		wg.Wait()
+	})
+	for _, p := range probes {
 		if p.State != xapi.ProbeUnreachable && p.State != xapi.ProbeUnknown {
 			ev.answered = p.State.String()
 			break

@@ -33,6 +33,7 @@ type Hub struct {
 	now         func() time.Time
 	published   map[EventType]uint64 // since start, by type
 	cut         uint64               // subscriptions cut off as too slow
+	closed      bool                 // Close ended every stream; no new one starts
 }
 
 // NewHub keeps retention events and gives each subscriber a queue of buffer.
@@ -62,10 +63,13 @@ type Subscription struct {
 	hub  *Hub
 }
 
-// Done is closed when the hub cut the subscription off (see Err).
+// Done is closed when the subscription ends: the hub cut it off, the hub
+// (its Manager) closed, or Close was called (see Err).
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Err says why the subscription ended: ErrSlowConsumer, or nil after Close.
+// Err says why the subscription ended: ErrSlowConsumer; ErrClosed when the
+// hub closed (the bridge is shutting down); nil after the subscriber's own
+// Close.
 func (s *Subscription) Err() error {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
@@ -91,6 +95,23 @@ func (h *Hub) drop(s *Subscription, err error) {
 	}
 }
 
+// Close ends every open subscription (Done closes, Err is ErrClosed: events
+// queued before it stay readable from C) and refuses new ones with
+// ErrClosed. Events published afterwards reach nobody and are not kept,
+// and the events kept for resuming are released: no stream can resume
+// from a closed hub. Manager.Close calls it once its watchers stopped, so
+// that a stream ends instead of waiting for events that will never come
+// (and its queue is freed once its reader lets go).
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s := range h.subs {
+		h.drop(s, ErrClosed)
+	}
+	h.kept = nil
+}
+
 // Publish numbers the events and delivers them.
 func (h *Hub) Publish(evs ...Event) {
 	if len(evs) == 0 {
@@ -104,8 +125,11 @@ func (h *Hub) Publish(evs ...Event) {
 		if e.Time.IsZero() {
 			e.Time = h.now()
 		}
-		h.kept = append(h.kept, e)
 		h.published[e.Type]++
+		if h.closed {
+			continue
+		}
+		h.kept = append(h.kept, e)
 		for s := range h.subs {
 			if s.pool != "" && s.pool != e.Pool {
 				continue
@@ -125,9 +149,13 @@ func (h *Hub) Publish(evs ...Event) {
 // Subscribe starts a stream for one pool ("" for all) after the given
 // sequence; events kept since then are queued first. Sequence 0 without an
 // incarnation means "from the next event"; with one, "from the first".
+// A closed hub refuses with ErrClosed.
 func (h *Hub) Subscribe(pool string, after uint64, incarnation string) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
 	var replay []Event
 	if after > 0 || incarnation != "" {
 		if incarnation != "" && incarnation != h.incarnation {

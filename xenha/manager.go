@@ -313,8 +313,11 @@ func (m *Manager) Subscribe(id string, after uint64, incarnation string) (*Subsc
 	return m.hub.Subscribe(name, after, incarnation)
 }
 
-// Close detaches every pool.
+// Close detaches every pool, then ends every event subscription (its
+// Err is ErrClosed) and refuses new ones: a stream of a closed manager
+// would otherwise wait forever, holding its queue.
 func (m *Manager) Close() {
+	defer m.hub.Close() // after the watchers stopped: their last events are delivered first
 	m.mu.Lock()
 	m.closed = true
 	ws := make([]*watcher, 0, len(m.pools))

@@ -49,6 +49,10 @@ func main() {
 		benchFailover(*failover)
 		return
 	}
+	if *e2eRuns > 0 {
+		benchE2E(*e2eRuns)
+		return
+	}
 	fmt.Printf("| attached pools | RPC | calls/s | p50 | p99 | ratio to no-op (throughput) |\n|---|---|---|---|---|---|\n")
 	var memRows []string
 	for _, n := range sizes {
