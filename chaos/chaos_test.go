@@ -2,16 +2,21 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
@@ -29,42 +34,173 @@ func TestMain(m *testing.M) { mariadbtest.Main(m) }
 
 var (
 	seedFlag  = flag.Int64("chaos.seed", 0, "run only this schedule (a seed a failure printed)")
+	firstFlag = flag.Int64("chaos.first", 0, "seed base: schedule i runs seed 1000003·(i+first)+17 (make chaos picks a fresh base per run)")
 	countFlag = flag.Int("chaos.n", 200, "schedules to run")
-	// 90 s: the schedules still running then take up to 15 s more, and
-	// `go test ./chaos` stays under 110 s on a 2-core machine.
-	timeFlag  = flag.Duration("chaos.time", 90*time.Second, "stop starting schedules after this long")
-	stepsFlag = flag.Int("chaos.steps", 12, "steps per schedule")
+	// 60 s: the schedules still running then take up to 20 s more, then
+	// TestChaosReleasesEverything's 200 short schedules, and `go test
+	// ./chaos` stays within about 100 s on a 2-core machine.
+	timeFlag     = flag.Duration("chaos.time", 60*time.Second, "stop starting schedules after this long")
+	stepsFlag    = flag.Int("chaos.steps", 12, "steps per schedule")
+	parallelFlag = flag.Int("chaos.parallel", 8, "schedules run at once (they mostly wait on timeouts)")
 )
+
+// seedOf is schedule i's seed; first (-chaos.first) shifts i, so that a
+// run from a fresh base draws schedules no earlier run drew, and 0 keeps
+// the seeds earlier runs printed.
+func seedOf(i, first int64) int64 { return 1_000_003*(i+first) + 17 }
 
 // chaosLease: short numbers, in the defaults' relations, so a handover
 // fits in a schedule. The lease runs on real time, the pool on the fake
 // clock.
 var chaosLease = lease.Config{Duration: 1500 * time.Millisecond, Renew: 150 * time.Millisecond, Margin: 500 * time.Millisecond}
 
-// totals are the figures docs/reliability.md reports.
-var totals struct {
+// The bridges' timeouts. Timeouts run on real time while the pool runs on
+// the fake clock, whose steps jump up to 90 s at once: so they are short,
+// in the relations serve's defaults keep (a probe well under a call, the
+// master checked many times per probe timeout). Check 8's bound is made
+// of them (liveBound).
+const (
+	callTimeout   = time.Second            // xapi.Options.Timeout: a call without a deadline of its own
+	probeTimeout  = 250 * time.Millisecond // xapi.Options.ProbeTimeout: a login probe, the watcher's master check
+	probeInterval = 20 * time.Millisecond  // PoolSpec.ProbeInterval: every member probed
+	// PoolSpec.MasterProbeInterval: the followed master asked (the default
+	// is 2 s on the real clock; it can be no longer than probeInterval).
+	masterProbeInterval = 20 * time.Millisecond
+	bmcTimeout          = 300 * time.Millisecond  // redfish.Config.Timeout
+	electDeadline       = 1500 * time.Millisecond // the driver's deadline on one ElectMaster or FenceHost
+	drivePoll           = 100 * time.Millisecond  // how often the epilogue's driver reads the view
+)
+
+// tally holds the figures of one run of schedules, the ones
+// docs/reliability.md reports.
+type tally struct {
 	schedules, faults, actions, destructive, checks, violations atomic.Int64
 	// Several bridges: second-bridge faults, lease handovers (terms
 	// beyond the first), calls a non-holder sent on to the holder, calls
 	// refused because the lease was lost or unknown, holder samples.
 	secondBridge, handovers, redirects, leaseLost, samples atomic.Int64
+	// settle: schedules where it gave up at least once (the bridge never
+	// caught up with the pool's master), and how often it gave up.
+	behind, settleMisses atomic.Int64
+	// The liveness epilogue (check 8): epilogues run, skipped (XenHA on),
+	// pools that did not reach one master followed by the bridges before
+	// the power-off, power-offs of the master measured, skipped for want
+	// of a host to promote.
+	epilogues, epilogueHA, unsettled, liveRuns, liveNoCandidate atomic.Int64
+
+	mu          sync.Mutex
+	behindSeeds []int64
+	unsettledAt []int64
+	liveTimes   []time.Duration // power-off to the pool served by a new master
+	viewTimes   []time.Duration // power-off to every bridge's view following it
+}
+
+func (tl *tally) note(seeds *[]int64, seed int64) {
+	tl.mu.Lock()
+	*seeds = append(*seeds, seed)
+	tl.mu.Unlock()
+}
+
+// seedList shows up to 12 seeds.
+func seedList(seeds []int64) string {
+	s := slices.Clone(seeds)
+	slices.Sort(s)
+	var b strings.Builder
+	for i, x := range s {
+		if i == 12 {
+			fmt.Fprintf(&b, " and %d more", len(s)-12)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, x)
+	}
+	return b.String()
+}
+
+// quantile of sorted durations.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
 
 func TestChaos(t *testing.T) {
 	if *seedFlag != 0 {
-		if v := runSchedule(t, mariadbtest.New(t), *seedFlag, true); len(v) > 0 {
+		tl := &tally{}
+		if v := runSchedule(t, mariadbtest.New(t), *seedFlag, true, *stepsFlag, tl); len(v) > 0 {
 			t.Fatalf("seed %d: %d violation(s)", *seedFlag, len(v))
 		}
 		return
 	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	tl, ran, took, peak := runMany(t, *firstFlag, *countFlag, *timeFlag, *stepsFlag)
+	report(t, tl, *firstFlag, ran, took)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("chaos: memory: %.1f MiB allocated per schedule; heap after GC %.1f MiB before, %.1f MiB after (%+.0f KiB per schedule); peak heap in use %.0f MiB, peak RSS %s; goroutines %d before, %d after",
+		float64(after.TotalAlloc-before.TotalAlloc)/float64(max(ran, 1))/(1<<20), mib(before.HeapAlloc), mib(after.HeapAlloc),
+		(float64(after.HeapAlloc)-float64(before.HeapAlloc))/float64(max(ran, 1))/1024, mib(peak), peakRSS(), g0, runtime.NumGoroutine())
+	if ran < 40 && *countFlag >= 40 {
+		t.Fatalf("only %d schedules ran: the machine is too slow for the time cap", ran)
+	}
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// peakRSS is the process's high-water resident set (Linux).
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// runMany runs n schedules from seed base first, several at once, starting
+// none after limit. It returns the tally, how many ran, how long they
+// took and the peak heap in use, sampled every second.
+func runMany(t *testing.T, first int64, n int, limit time.Duration, steps int) (tl *tally, ran int, took time.Duration, peak uint64) {
+	tl = &tally{}
 	start := time.Now()
+	stopSampling := make(chan struct{})
+	sampled := make(chan uint64)
+	go func() {
+		var top uint64
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			top = max(top, ms.HeapInuse)
+			select {
+			case <-tick.C:
+			case <-stopSampling:
+				sampled <- top
+				return
+			}
+		}
+	}()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8) // schedules mostly wait on timeouts: run several at once
-	var failed atomic.Int64
-	ran := 0
-	for i := 0; i < *countFlag && time.Since(start) < *timeFlag; i++ {
-		seed := int64(1_000_003*i + 17)
+	sem := make(chan struct{}, max(*parallelFlag, 1))
+	for i := 0; i < n; i++ {
 		sem <- struct{}{}
+		if time.Since(start) >= limit {
+			<-sem
+			break
+		}
+		seed := seedOf(int64(i), first)
 		// One database per schedule, made here: mariadbtest.New may call
 		// t.Fatal, which only the test's own goroutine may.
 		db := mariadbtest.New(t)
@@ -73,20 +209,39 @@ func TestChaos(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if v := runSchedule(t, db, seed, false); len(v) > 0 {
-				failed.Add(1)
-				t.Errorf("seed %d violates the safety promises (replay: make chaos SEED=%d):\n  %s", seed, seed, strings.Join(v, "\n  "))
+			if v := runSchedule(t, db, seed, false, steps, tl); len(v) > 0 {
+				t.Errorf("seed %d violates the promises (replay: make chaos SEED=%d):\n  %s", seed, seed, strings.Join(v, "\n  "))
 			}
 		}()
 	}
 	wg.Wait()
-	t.Logf("chaos: %d schedules in %s, %d faults injected, %d ElectMaster/FenceHost calls, %d destructive XAPI/BMC actions audited, %d invariant checks, %d violations",
-		totals.schedules.Load(), time.Since(start).Round(time.Second), totals.faults.Load(), totals.actions.Load(),
-		totals.destructive.Load(), totals.checks.Load(), totals.violations.Load())
+	took = time.Since(start)
+	close(stopSampling)
+	return tl, ran, took, <-sampled
+}
+
+// report logs a run's figures.
+func report(t *testing.T, tl *tally, first int64, ran int, took time.Duration) {
+	t.Logf("chaos: -chaos.first=%d: seeds %d..%d (1000003·(i+%d)+17, i < %d)", first, seedOf(0, first), seedOf(int64(max(ran-1, 0)), first), first, ran)
+	t.Logf("chaos: %d schedules in %s (%.1f per minute), %d faults injected, %d ElectMaster/FenceHost calls, %d destructive XAPI/BMC actions audited, %d invariant checks, %d violations, %d schedules whose bridge never caught up (settle gave up %d times)",
+		tl.schedules.Load(), took.Round(time.Second), float64(tl.schedules.Load())/max(took.Minutes(), 1e-9), tl.faults.Load(), tl.actions.Load(),
+		tl.destructive.Load(), tl.checks.Load(), tl.violations.Load(), tl.behind.Load(), tl.settleMisses.Load())
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if len(tl.behindSeeds) > 0 {
+		t.Logf("chaos: the bridge never caught up in seeds %s", seedList(tl.behindSeeds))
+	}
 	t.Logf("chaos: second bridge started or stopped %d times, %d lease handovers, %d calls sent on to the holder, %d refused with the lease lost or unknown, %d holder samples",
-		totals.secondBridge.Load(), totals.handovers.Load(), totals.redirects.Load(), totals.leaseLost.Load(), totals.samples.Load())
-	if ran < 50 && *countFlag >= 50 {
-		t.Fatalf("only %d schedules ran: the machine is too slow for the time cap", ran)
+		tl.secondBridge.Load(), tl.handovers.Load(), tl.redirects.Load(), tl.leaseLost.Load(), tl.samples.Load())
+	slices.Sort(tl.liveTimes)
+	slices.Sort(tl.viewTimes)
+	t.Logf("chaos: liveness: %d epilogues (%d skipped: XenHA on), %d did not reach one master before the power-off, %d skipped with no host to promote; %d masters powered off: a new master served after %s median, %s p99, %s max (bound %s); every bridge's view followed after %s median, %s max",
+		tl.epilogues.Load(), tl.epilogueHA.Load(), tl.unsettled.Load(), tl.liveNoCandidate.Load(), tl.liveRuns.Load(),
+		quantile(tl.liveTimes, 0.5).Round(time.Millisecond), quantile(tl.liveTimes, 0.99).Round(time.Millisecond),
+		quantile(tl.liveTimes, 1).Round(time.Millisecond), liveBound, quantile(tl.viewTimes, 0.5).Round(time.Millisecond),
+		quantile(tl.viewTimes, 1).Round(time.Millisecond))
+	if len(tl.unsettledAt) > 0 {
+		t.Logf("chaos: no single master before the power-off in seeds %s", seedList(tl.unsettledAt))
 	}
 }
 

@@ -46,6 +46,13 @@ func (el *election) elect(ctx context.Context) error {
 		el.step("decision", h.UUID, fmt.Sprintf("%s answers as master: nothing to elect", h.Name), true)
 		return nil
 	}
+	// Only a master checks credentials: one that refuses them is a live
+	// master the bridge cannot log in to.
+	for _, p := range c.probes {
+		if p.State == xapi.ProbeAuthFailed {
+			return el.refuse(fmt.Sprintf("%s refuses the bridge's credentials, which only a master checks: it may be a live master; fix the pool's credentials", p.URL))
+		}
+	}
 	// Every host that anything in the evidence names as master must be
 	// confirmed gone and made harmless: the pool database's (as the view
 	// has it), the last one the bridge itself elected, and every address a
@@ -299,7 +306,7 @@ func (el *election) stillOurs(ctx context.Context, c claims, judged []xenha.Host
 	}
 	for _, p := range again {
 		switch p.State {
-		case xapi.ProbeMaster:
+		case xapi.ProbeMaster, xapi.ProbeAuthFailed:
 			why := ""
 			if cl, err := el.req.Pool.Member(urlHostname(p.URL)); err == nil {
 				if pools, err := cl.PoolGetAllRecords(ctx); err == nil {
