@@ -512,17 +512,22 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 		return fmt.Errorf("%s did not answer as master: %w", cand.Name, err)
 	}
 	el.step("promote", cand.UUID, cand.Name+" answers as master", true)
-	p.Refresh()
+	p.MadeMaster(cand.Address)
 	hctx, done, err := el.hold(ctx, "recovering the slaves")
 	if err != nil {
 		return err
 	}
+	// On the new master itself: it just answered as master, and the pool's
+	// own search may still be waiting out the old master's timeout.
 	var reset []xapi.HostRef
-	err = p.Do(hctx, func(c *xapi.Client) error {
-		var err error
+	err = func() error {
+		c, err := p.Member(cand.Address)
+		if err != nil {
+			return err
+		}
 		reset, err = c.PoolRecoverSlaves(hctx)
 		return err
-	})
+	}()
 	done()
 	if err != nil {
 		el.step("recover", cand.UUID, "pool.recover_slaves failed: "+err.Error(), false)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -65,7 +66,10 @@ type Pool struct {
 	lastMaster string
 	searchGen  uint64 // bumped by each search that ran to a verdict
 	searchErr  error  // that verdict, shared with callers who waited for it
-	closed     bool
+	// hintGen is bumped by Expect: a verdict reached by a search that
+	// started before the hint is not shared (a master was just made).
+	hintGen, searchHint uint64
+	closed              bool
 }
 
 // NewPool returns a Pool over members, the XAPI URLs of every pool member.
@@ -158,13 +162,14 @@ func (p *Pool) Master(ctx context.Context) (*Client, error) {
 		m := p.master
 		p.mu.Unlock()
 		return m, nil
-	case p.searchGen != gen:
+	case p.searchGen != gen && p.searchHint == p.hintGen:
 		// A search finished while we waited and found nothing: its
 		// verdict is fresh, so do not probe everyone again.
 		err := p.searchErr
 		p.mu.Unlock()
 		return nil, err
 	}
+	hint := p.hintGen
 	p.mu.Unlock()
 
 	c, err := p.find(ctx)
@@ -179,8 +184,23 @@ func (p *Pool) Master(ctx context.Context) (*Client, error) {
 	if ctx.Err() == nil { // a verdict, not our caller giving up
 		p.searchGen++
 		p.searchErr = err
+		p.searchHint = hint
 	}
 	return nil, err
+}
+
+// Expect tells the Pool that the member at rawURL was just made master:
+// the next search starts there, and no verdict of a search that began
+// before this call is shared with callers waiting for the master.
+func (p *Pool) Expect(rawURL string) {
+	c, err := p.client(rawURL)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.lastMaster = c.URL()
+	p.hintGen++
+	p.mu.Unlock()
 }
 
 // Invalidate forgets the master; the next Master call looks again,
@@ -258,51 +278,67 @@ func (p *Pool) find(ctx context.Context) (*Client, error) {
 	p.mu.Lock()
 	last := p.lastMaster
 	p.mu.Unlock()
+	var known []probed
 	if last != "" {
-		c, err := p.follow(ctx, last)
+		c, first, err := p.follow(ctx, last)
 		if c != nil || err != nil {
 			return c, err
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("xapi: finding the master: %w", err)
 		}
+		if first.State == ProbeUnreachable {
+			// Just waited out its timeout: a silent host is not asked
+			// twice in one search.
+			known = append(known, first)
+		}
 	}
-	return p.probeAll(ctx)
+	return p.probeAll(ctx, known)
 }
 
 // follow probes url and follows HOST_IS_SLAVE redirects. It returns
 // (nil, nil) when the trail goes cold, so that every member gets probed;
-// an auth failure from a master is final.
-func (p *Pool) follow(ctx context.Context, url string) (*Client, error) {
+// an auth failure from a master is final. first is what url itself said.
+func (p *Pool) follow(ctx context.Context, url string) (_ *Client, first probed, _ error) {
 	seen := map[string]bool{}
 	for hops := 0; hops <= len(p.members) && !seen[url] && ctx.Err() == nil; hops++ {
 		seen[url] = true
 		c, err := p.client(url)
 		if err != nil {
-			return nil, nil
+			return nil, first, nil
 		}
 		r := p.probeOne(ctx, c)
+		if hops == 0 {
+			first = r
+		}
 		switch r.State {
 		case ProbeMaster:
-			return p.adopt(r), nil
+			return p.adopt(r), first, nil
 		case ProbeAuthFailed:
-			return nil, r.Err
+			return nil, first, r.Err
 		case ProbeSlave:
 			if r.MasterAddress == "" {
-				return nil, nil
+				return nil, first, nil
 			}
 			url = p.resolve(r.MasterAddress, c)
 		default:
-			return nil, nil
+			return nil, first, nil
 		}
 	}
-	return nil, nil
+	return nil, first, nil
 }
 
-// probeAll probes every member, plus any non-member the slaves name as
-// their master, and decides.
-func (p *Pool) probeAll(ctx context.Context) (*Client, error) {
-	results := p.probeClients(ctx, p.memberClients())
+// probeAll probes every member (but those known, whose answers it
+// reuses), plus any non-member the slaves name as their master, and
+// decides.
+func (p *Pool) probeAll(ctx context.Context, known []probed) (*Client, error) {
+	var ask []*Client
+	for _, c := range p.memberClients() {
+		if !slices.ContainsFunc(known, func(k probed) bool { return k.URL == c.URL() }) {
+			ask = append(ask, c)
+		}
+	}
+	results := append(known, p.probeClients(ctx, ask)...)
 	if extra := p.redirectTargets(results); len(extra) > 0 {
 		results = append(results, p.probeClients(ctx, extra)...)
 	}

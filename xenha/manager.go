@@ -399,10 +399,20 @@ func (h *Handle) Member(address string) (*xapi.Client, error) {
 // the watcher so the view follows a master the bridge just made.
 func (h *Handle) Refresh() {
 	h.w.pool.Invalidate()
-	select {
-	case h.w.wake <- struct{}{}:
-	default:
+	h.w.wakeUp()
+}
+
+// MadeMaster tells the pool that the bridge just made the member with this
+// management address master: searches start there, a search already under
+// way (waiting out a dead master's timeout) starts again from it, and the
+// watcher follows it at once.
+func (h *Handle) MadeMaster(address string) {
+	if u, ok := h.MemberURL(address); ok {
+		h.w.pool.Expect(u)
 	}
+	h.w.pool.Invalidate()
+	h.w.restartSearch()
+	h.w.wakeUp()
 }
 
 // ExpectMaster tells the watcher that the bridge is promoting this host,

@@ -37,6 +37,7 @@ type watcher struct {
 	cancelFollow context.CancelFunc
 	following    *xapi.Client // the master the event loop follows; nil while it searches
 	cutByProbe   bool         // the event loop was cut because its master stopped answering
+	restarting   bool         // its search was cancelled to start again from a new master
 
 	probeTimeout time.Duration // for the master check
 
@@ -126,6 +127,26 @@ func (w *watcher) update(change func(ob *observation)) {
 	}
 }
 
+// wakeUp cuts the event loop's back-off short.
+func (w *watcher) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// restartSearch cancels a search for the master under way, so that the
+// event loop starts again from a fresh hint; a loop following a master is
+// left alone.
+func (w *watcher) restartSearch() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.following == nil && w.cancelFollow != nil {
+		w.restarting = true
+		w.cancelFollow()
+	}
+}
+
 func (w *watcher) probeNow() {
 	select {
 	case w.kick <- struct{}{}:
@@ -140,7 +161,7 @@ func (w *watcher) followLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithCancel(ctx)
 		w.mu.Lock()
-		w.cancelFollow = cancel
+		w.cancelFollow, w.restarting = cancel, false
 		w.mu.Unlock()
 		started := time.Now()
 		err := w.follow(fctx)
@@ -149,9 +170,12 @@ func (w *watcher) followLoop(ctx context.Context) {
 			return
 		}
 		w.mu.Lock()
-		cut, wasFollowing := w.cutByProbe, w.following != nil
-		w.cutByProbe, w.following = false, nil
+		cut, wasFollowing, restarting := w.cutByProbe, w.following != nil, w.restarting
+		w.cutByProbe, w.following, w.restarting = false, nil, false
 		w.mu.Unlock()
+		if restarting {
+			continue // a master was just made: look again at once
+		}
 		switch {
 		case xapi.IsCode(err, xapi.CodeHostIsSlave):
 			// A clean handover: the old master now follows another.
