@@ -23,7 +23,9 @@ func (c *Config) loadFiles(r *reporter) {
 		certPEM, _ = readFile(r, "tls.cert_file", c.TLS.CertFile, false, maxPEMFileSize)
 	}
 	if c.TLS.KeyFile != "" {
-		keyPEM, _ = readFile(r, "tls.key_file", c.TLS.KeyFile, true, maxSecretFileSize)
+		if key, ok := readSecret(r, "tls.key_file", c.TLS.KeyFile, "the private key", keepAll); ok {
+			keyPEM = []byte(key)
+		}
 	}
 	if certPEM != nil && keyPEM != nil {
 		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
@@ -36,21 +38,19 @@ func (c *Config) loadFiles(r *reporter) {
 		checkCAFile(r, "tls.client_ca_file", c.TLS.ClientCAFile)
 	}
 	if c.Auth.TokenFile != "" {
-		if b, ok := readFile(r, "auth.token_file", c.Auth.TokenFile, true, maxSecretFileSize); ok {
-			if tok := strings.TrimSpace(string(b)); tok == "" {
-				r.fieldf("auth.token_file", "%s is empty: it must hold the API token", c.Auth.TokenFile)
+		if tok, ok := readSecret(r, "auth.token_file", c.Auth.TokenFile, "the API token", strings.TrimSpace); ok {
+			if !headerSafe(tok) {
+				// Compared exactly, it must travel exactly: one word of a header.
+				r.fieldf("auth.token_file", "%s holds characters a bearer token cannot carry in a header: want printable ASCII without spaces",
+					c.Auth.TokenFile)
 			} else {
 				c.Auth.token = newSecret(tok)
 			}
 		}
 	}
 	if m := &c.Journal.MySQL; c.Journal.Store == StoreMySQL && m.PasswordFile != "" {
-		if b, ok := readFile(r, "journal.mysql.password_file", m.PasswordFile, true, maxSecretFileSize); ok {
-			if pw := strings.TrimRight(string(b), "\r\n"); pw == "" {
-				r.fieldf("journal.mysql.password_file", "%s is empty: it must hold the database password", m.PasswordFile)
-			} else {
-				m.password = newSecret(pw)
-			}
+		if pw, ok := readSecret(r, "journal.mysql.password_file", m.PasswordFile, "the database password", trimNewline); ok {
+			m.password = newSecret(pw)
 		}
 	}
 	for i := range c.Pools {
@@ -58,12 +58,8 @@ func (c *Config) loadFiles(r *reporter) {
 		path := index("pools", i)
 		if p.PasswordFile == "" {
 			r.fieldf(join(path, "password_file"), "is required: the file holding the password of username")
-		} else if b, ok := readFile(r, join(path, "password_file"), p.PasswordFile, true, maxSecretFileSize); ok {
-			if pw := strings.TrimRight(string(b), "\r\n"); pw == "" {
-				r.fieldf(join(path, "password_file"), "%s is empty: it must hold the password", p.PasswordFile)
-			} else {
-				p.password = newSecret(pw)
-			}
+		} else if pw, ok := readSecret(r, join(path, "password_file"), p.PasswordFile, "the password", trimNewline); ok {
+			p.password = newSecret(pw)
 		}
 		if p.TLS.CAFile != "" {
 			checkCAFile(r, join(path, "tls.ca_file"), p.TLS.CAFile)
@@ -74,15 +70,58 @@ func (c *Config) loadFiles(r *reporter) {
 			if b.PasswordFile == "" {
 				continue // reported by validate
 			}
-			if raw, ok := readFile(r, field, b.PasswordFile, true, maxSecretFileSize); ok {
-				if pw := strings.TrimRight(string(raw), "\r\n"); pw == "" {
-					r.fieldf(field, "%s is empty: it must hold the BMC password", b.PasswordFile)
-				} else {
-					b.password = newSecret(pw)
-				}
+			if pw, ok := readSecret(r, field, b.PasswordFile, "the BMC password", trimNewline); ok {
+				b.password = newSecret(pw)
 			}
 		}
 	}
+}
+
+// headerSafe reports whether s is printable ASCII without spaces, as a
+// bearer token sent in a header must be.
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// How a secret's content is cut: a password keeps every character but the
+// line ending (spaces may be part of it), a token loses surrounding
+// whitespace, a private key (PEM) is kept whole.
+func trimNewline(s string) string { return strings.TrimRight(s, "\r\n") }
+func keepAll(s string) string     { return s }
+
+// readSecret reads a secret file named by field, under the rules every
+// secret file follows, in one place: a regular file (symbolic links are
+// followed) of at most maxSecretFileSize bytes, readable only by its owner
+// and group, writable only by its owner, and not blank. what names what
+// it must hold, for the messages. The content is returned cut by trim.
+func readSecret(r *reporter, field, path, what string, trim func(string) string) (string, bool) {
+	b, ok := readFile(r, field, path, true, maxSecretFileSize)
+	if !ok {
+		return "", false
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		r.fieldf(field, "%s is blank (nothing but whitespace): it must hold %s", path, what)
+		return "", false
+	}
+	return trim(string(b)), true
+}
+
+// ReadSecretFile reads a secret file named outside a configuration (a
+// command's --token-file, named by name in the messages) under the rules
+// of the configuration's secret files, and returns its content without
+// surrounding whitespace. what says what it must hold ("the API token").
+func ReadSecretFile(name, path, what string) (string, error) {
+	r := &reporter{}
+	s, ok := readSecret(r, name, path, what, strings.TrimSpace)
+	if !ok {
+		return "", r.err()
+	}
+	return s, nil
 }
 
 func checkCAFile(r *reporter, field, path string) {
@@ -92,8 +131,8 @@ func checkCAFile(r *reporter, field, path string) {
 	}
 }
 
-// readFile reads a regular file named by field. A secret file must not be
-// readable by other users.
+// readFile reads a regular file named by field. A secret file must be
+// readable by no other user and writable by nobody but its owner.
 func readFile(r *reporter, field, path string, secret bool, limit int64) ([]byte, bool) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -135,9 +174,9 @@ func checkFileInfo(r *reporter, field, path string, fi fs.FileInfo, secret bool,
 		r.fieldf(field, "%s is a directory, not a file", path)
 	case !fi.Mode().IsRegular():
 		r.fieldf(field, "%s is not a regular file", path)
-	case secret && fi.Mode().Perm()&0o004 != 0:
-		r.fieldf(field, "%s is readable by other users (mode %04o): it must be readable only by its owner/group (chmod 600 %s)",
-			path, fi.Mode().Perm(), path)
+	case secret && fi.Mode().Perm()&looseBits != 0:
+		r.fieldf(field, "%s is %s (mode %04o): a secret file may be read only by its owner and group, and written only by its owner (chmod 600 %s)",
+			path, looseness(fi.Mode().Perm()), fi.Mode().Perm(), path)
 	case fi.Size() == 0:
 		// Also keeps pseudo-files (/proc, whose size is 0) from being read:
 		// some block.
@@ -148,6 +187,30 @@ func checkFileInfo(r *reporter, field, path string, fi fs.FileInfo, secret bool,
 		return true
 	}
 	return false
+}
+
+// looseBits are the permissions a secret file must not have: read by
+// other users, write by its group or by other users.
+const looseBits = 0o026
+
+// looseness says which of looseBits perm has, as in "PATH is ...".
+func looseness(perm fs.FileMode) string {
+	var parts []string
+	switch {
+	case perm&0o006 == 0o006:
+		parts = append(parts, "readable and writable by other users")
+	case perm&0o004 != 0:
+		parts = append(parts, "readable by other users")
+	case perm&0o002 != 0:
+		parts = append(parts, "writable by other users")
+	}
+	if perm&0o020 != 0 {
+		parts = append(parts, "writable by its group")
+	}
+	if len(parts) == 2 && perm&0o004 == 0 {
+		return parts[1] + " and by other users" // writable by its group and by other users
+	}
+	return strings.Join(parts, " and ")
 }
 
 // fileReason says why a file could not be read, without repeating the path.

@@ -283,14 +283,18 @@ func checkMember(raw string, allowHTTP bool) (key, msg string) {
 
 // displayURL returns a URL fit for a message: whatever comes before the
 // last '@' may be credentials and is replaced (a password may hold '/',
-// '?' or '#', so the whole rest of the URL is searched).
+// '?' or '#', so the whole rest of the URL is searched), and so are a
+// query and a fragment (?password=...).
 func displayURL(raw string) string {
 	start := 0
 	if i := strings.Index(raw, "://"); i >= 0 {
 		start = i + 3
 	}
 	if at := strings.LastIndex(raw[start:], "@"); at >= 0 {
-		return raw[:start] + "[redacted]@" + raw[start+at+1:]
+		raw = raw[:start] + "[redacted]@" + raw[start+at+1:]
+	}
+	if i := strings.IndexAny(raw[start:], "?#"); i >= 0 {
+		raw = raw[:start+i+1] + "[redacted]"
 	}
 	return raw
 }

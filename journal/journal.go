@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,37 +59,36 @@ var (
 	bucketStates  = []byte("states")  // pool → the state the epoch was raised for
 )
 
-// Bolt is the embedded Store.
+// Bolt is the embedded Store. Its reads are watched: see Health.
 type Bolt struct {
-	db  *bolt.DB
-	now func() time.Time
+	db     *bolt.DB
+	path   string
+	now    func() time.Time
+	opened Opened
+
+	probeEvery time.Duration
+	done       chan struct{}
+	closeOnce  sync.Once
+	notifyMu   sync.Mutex // one notification at a time
+	mu         sync.Mutex // guards what follows
+	err        error      // the last read failure; nil while reads work
+	probing    bool
+	closed     bool
+	watchers   []func(error)
 }
 
 var _ Store = (*Bolt)(nil)
 
-// Open opens (or creates) the journal file. Only one process may hold it.
-func Open(path string) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("journal %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntries, bucketResults, bucketEpochs, bucketStates} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("journal %s: %w", path, err)
-	}
-	return &Bolt{db: db, now: time.Now}, nil
-}
-
 // Close closes the file.
-func (j *Bolt) Close() error { return j.db.Close() }
+func (j *Bolt) Close() error {
+	j.closeOnce.Do(func() {
+		j.mu.Lock()
+		j.closed = true
+		j.mu.Unlock()
+		close(j.done)
+	})
+	return j.db.Close()
+}
 
 func u64(n uint64) []byte {
 	b := make([]byte, 8)
@@ -105,7 +105,7 @@ func (j *Bolt) Append(e Entry) (Entry, error) {
 	if e.Time.IsZero() {
 		e.Time = j.now()
 	}
-	err := j.db.Update(func(tx *bolt.Tx) error {
+	err := j.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketEntries).CreateBucketIfNotExists([]byte(e.Pool))
 		if err != nil {
 			return err
@@ -127,7 +127,7 @@ func (j *Bolt) Append(e Entry) (Entry, error) {
 // Entries returns up to limit entries of a pool after a sequence number.
 func (j *Bolt) Entries(pool string, after uint64, limit int) ([]Entry, error) {
 	var out []Entry
-	err := j.db.View(func(tx *bolt.Tx) error {
+	err := j.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries).Bucket([]byte(pool))
 		if b == nil {
 			return nil
@@ -150,7 +150,7 @@ func (j *Bolt) Entries(pool string, after uint64, limit int) ([]Entry, error) {
 func (j *Bolt) Last(pool, kind, step string, okOnly bool) (Entry, bool, error) {
 	var out Entry
 	found := false
-	err := j.db.View(func(tx *bolt.Tx) error {
+	err := j.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries).Bucket([]byte(pool))
 		if b == nil {
 			return nil
@@ -176,7 +176,7 @@ func resultKey(kind, pool, id string) []byte { return []byte(kind + "\x00" + poo
 // Result returns the stored result of a request, if any.
 func (j *Bolt) Result(kind, pool, requestID string) ([]byte, bool, error) {
 	var out []byte
-	err := j.db.View(func(tx *bolt.Tx) error {
+	err := j.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketResults).Get(resultKey(kind, pool, requestID)); v != nil {
 			out = append([]byte(nil), v...)
 		}
@@ -187,7 +187,7 @@ func (j *Bolt) Result(kind, pool, requestID string) ([]byte, bool, error) {
 
 // SaveResult keeps the first result of a request; later ones are ignored.
 func (j *Bolt) SaveResult(kind, pool, requestID string, result []byte) error {
-	return j.db.Update(func(tx *bolt.Tx) error {
+	return j.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResults)
 		k := resultKey(kind, pool, requestID)
 		if b.Get(k) != nil {
@@ -200,24 +200,37 @@ func (j *Bolt) SaveResult(kind, pool, requestID string, result []byte) error {
 // Epoch returns a pool's last epoch (0 if none).
 func (j *Bolt) Epoch(pool string) (uint64, error) {
 	var n uint64
-	err := j.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketEpochs).Get([]byte(pool)); len(v) == 8 {
-			n = binary.BigEndian.Uint64(v)
-		}
-		return nil
+	err := j.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = storedEpoch(tx.Bucket(bucketEpochs), pool)
+		return err
 	})
 	return n, err
+}
+
+// storedEpoch reads a pool's epoch (0 if none). A value that is not a
+// number is an error, never 0: an epoch must not go back.
+func storedEpoch(epochs *bolt.Bucket, pool string) (uint64, error) {
+	v := epochs.Get([]byte(pool))
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, fmt.Errorf("journal: the epoch of pool %s is damaged (%d bytes, not a number)", pool, len(v))
 }
 
 // AdvanceEpoch records a pool's state and returns its epoch; see Store.
 func (j *Bolt) AdvanceEpoch(pool, state string, current uint64) (uint64, error) {
 	var n uint64
-	err := j.db.Update(func(tx *bolt.Tx) error {
+	err := j.update(func(tx *bolt.Tx) error {
 		epochs, states := tx.Bucket(bucketEpochs), tx.Bucket(bucketStates)
-		n = current
-		if v := epochs.Get([]byte(pool)); len(v) == 8 {
-			n = max(n, binary.BigEndian.Uint64(v))
+		stored, err := storedEpoch(epochs, pool)
+		if err != nil {
+			return err
 		}
+		n = max(current, stored)
 		if string(states.Get([]byte(pool))) != state {
 			n++
 			if err := states.Put([]byte(pool), []byte(state)); err != nil {
@@ -241,7 +254,7 @@ type Stats struct {
 // pool, not the entries.
 func (j *Bolt) Stats() (Stats, error) {
 	st := Stats{Entries: map[string]uint64{}}
-	err := j.db.View(func(tx *bolt.Tx) error {
+	err := j.view(func(tx *bolt.Tx) error {
 		st.Bytes = tx.Size()
 		return tx.Bucket(bucketEntries).ForEachBucket(func(pool []byte) error {
 			// Entries are numbered by the bucket's sequence and never

@@ -3,13 +3,19 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
@@ -29,24 +35,41 @@ func (noNetwork) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("no network in the fuzz test")
 }
 
-// FuzzRequests feeds arbitrary bytes, as each request message, to every
-// unary handler: no panic, and every error is a deliberate status (never
-// Unknown or Internal).
+// FuzzRequests sends arbitrary bytes, as the request of every RPC, through
+// the real gRPC server (its codec and interceptors) and checks the codes
+// the API promises:
+//   - without the token: UNAUTHENTICATED, with the message and details an
+//     empty request gets, whatever the bytes (nothing else is learned);
+//   - with it: never UNKNOWN or INTERNAL, no panic; bytes that do not
+//     decode as the request are INVALID_ARGUMENT.
 func FuzzRequests(f *testing.F) {
+	const token = "tok-fuzz-1"
 	seeds := []proto.Message{
 		&pb.HAModeRequest{Pool: "sim"},
 		&pb.AttachPoolRequest{Name: "p", Members: []string{"https://10.0.0.1"}, Username: "root", Password: "x", Policy: pb.Policy_POLICY_AUTO},
 		&pb.AttachPoolRequest{Name: "bad name", Members: []string{"ftp://x"}, StorageTimeout: durationpb.New(-time.Second)},
+		&pb.AttachPoolRequest{Name: "q", Members: []string{"http://10.0.0.1:8080/?pw=x"}, Username: "root", Password: "x", Tls: &pb.XAPITLS{AllowPlainHttp: true}},
 		&pb.FenceHostRequest{Pool: "p", Host: "h", RequestId: "r", ExpectedEpoch: 7, Bmc: &pb.BMC{Driver: "ipmi", Address: "1.2.3.4"}},
 		&pb.ElectMasterRequest{Pool: "p", ExcludeHosts: []string{"a", "b"}, OperatorOverride: true},
 		&pb.EnableXenHARequest{Pool: "p", Timeout: durationpb.New(time.Second)},
 		&pb.ClassifyHostRequest{Url: "https://10.0.0.9", Username: "root", Password: "pw"},
 		&pb.JournalRequest{Pool: "p", Limit: -5},
+		&pb.PoolEventsRequest{Pool: "p", AfterSequence: 1 << 40},
 	}
-	for i, m := range seeds {
+	methods := xenhaService().Methods()
+	index := map[protoreflect.FullName]int{}
+	for i := range methods.Len() {
+		index[methods.Get(i).Input().FullName()] = i
+	}
+	for _, m := range seeds {
 		b, _ := proto.Marshal(m)
-		f.Add(uint8(i), b)
+		f.Add(uint8(index[m.ProtoReflect().Descriptor().FullName()]), b)
 	}
+	for i := range methods.Len() {
+		f.Add(uint8(i), notProtobuf)
+		f.Add(uint8(i), []byte{0x0a, 0x05, 'a'}) // a string field cut short
+	}
+
 	xo := xapi.Options{Timeout: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond, HTTPClient: &http.Client{Transport: noNetwork{}}}
 	m := xenha.NewManager(xenha.Options{XAPI: xo, AttachWait: time.Millisecond})
 	f.Cleanup(m.Close)
@@ -56,52 +79,55 @@ func FuzzRequests(f *testing.F) {
 		}),
 		WithElection(elect.New(elect.Options{})),
 		WithMembership(&membership.Service{Pools: m, XAPI: xo, Wait: time.Millisecond}))
-	calls := []func(ctx context.Context, b []byte) error{
-		func(ctx context.Context, b []byte) error { return call(b, &pb.HAModeRequest{}, svc.HAMode, ctx) },
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.AttachPoolRequest{}, svc.AttachPool, ctx)
-		},
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.DetachPoolRequest{}, svc.DetachPool, ctx)
-		},
-		func(ctx context.Context, b []byte) error { return call(b, &pb.ListPoolsRequest{}, svc.ListPools, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.FenceHostRequest{}, svc.FenceHost, ctx) },
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.ElectMasterRequest{}, svc.ElectMaster, ctx)
-		},
-		func(ctx context.Context, b []byte) error { return call(b, &pb.JournalRequest{}, svc.Journal, ctx) },
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.ClassifyHostRequest{}, svc.ClassifyHost, ctx)
-		},
-		func(ctx context.Context, b []byte) error { return call(b, &pb.JoinHostRequest{}, svc.JoinHost, ctx) },
-		func(ctx context.Context, b []byte) error { return call(b, &pb.EjectHostRequest{}, svc.EjectHost, ctx) },
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.EnableXenHARequest{}, svc.EnableXenHA, ctx)
-		},
-		func(ctx context.Context, b []byte) error {
-			return call(b, &pb.DisableXenHARequest{}, svc.DisableXenHA, ctx)
-		},
+	srv := New(svc, Options{Token: token})
+	ln := bufconn.Listen(1 << 20)
+	go srv.Serve(ln)
+	f.Cleanup(func() { srv.Stop(time.Second) })
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		f.Fatal(err)
 	}
+	f.Cleanup(func() { conn.Close() })
+
+	// What an unauthenticated caller gets for an empty request.
+	refusal := map[int]*status.Status{}
+	for i := range methods.Len() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		refusal[i] = status.Convert(rawCall(ctx, conn, methods.Get(i), nil))
+		cancel()
+		if refusal[i].Code() != codes.Unauthenticated {
+			f.Fatalf("%s without a token: %v", methods.Get(i).Name(), refusal[i])
+		}
+	}
+
 	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		i := int(which) % methods.Len()
+		md := methods.Get(i)
+		timeout := time.Second
+		if md.IsStreamingServer() {
+			timeout = 100 * time.Millisecond // PoolEvents streams until its deadline
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		err := calls[int(which)%len(calls)](ctx, b)
+
+		st := status.Convert(rawCall(ctx, conn, md, b))
+		if want := refusal[i]; st.Code() != codes.Unauthenticated || st.Message() != want.Message() || len(st.Details()) != 0 {
+			t.Fatalf("%s without a token: %v, want what an empty request gets: %v", md.Name(), st, want)
+		}
+
+		err := rawCall(withToken(ctx, token), conn, md, b)
 		if err == nil {
 			return
 		}
-		st, ok := status.FromError(err)
-		if !ok || st.Code() == codes.Unknown || st.Code() == codes.Internal {
-			t.Fatalf("call %d: not a deliberate status: %v", int(which)%len(calls), err)
+		st = status.Convert(err)
+		if st.Code() == codes.Unknown || st.Code() == codes.Internal {
+			t.Fatalf("%s: not a deliberate status: %v", md.Name(), err)
+		}
+		mt, _ := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+		if proto.Unmarshal(b, mt.New().Interface()) != nil && st.Code() != codes.InvalidArgument {
+			t.Fatalf("%s: bytes that do not decode got %v, want InvalidArgument", md.Name(), err)
 		}
 	})
-}
-
-// call decodes b into req (skipping what does not decode, as gRPC would
-// refuse it) and runs the handler.
-func call[Req proto.Message, Resp any](b []byte, req Req, h func(context.Context, Req) (Resp, error), ctx context.Context) error {
-	if proto.Unmarshal(b, req) != nil {
-		return nil
-	}
-	_, err := h(ctx, req)
-	return err
 }

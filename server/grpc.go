@@ -10,10 +10,8 @@ import (
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,9 +42,11 @@ type Options struct {
 }
 
 // Server is the gRPC server with health, reflection and the interceptor
-// chain: recovery → logging → metrics → auth → recovery. The inner
-// recovery turns a handler's panic into INTERNAL, which the logging and
-// the metrics then see like any other answer; the outer one guards the
+// chain: recovery → logging → metrics → gate → recovery. The gate
+// authenticates the caller (health excepted), then refuses a request that
+// did not decode (INVALID_ARGUMENT; see requestCodec). The inner recovery
+// turns a handler's panic into INTERNAL, which the logging and the
+// metrics then see like any other answer; the outer one guards the
 // interceptors themselves.
 type Server struct {
 	grpc   *grpc.Server
@@ -88,10 +88,8 @@ func New(svc *Service, opts Options) *Server {
 			rpcLog.Error(msg, fields...)
 		}
 	})
-	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return c.Service != healthpb.Health_ServiceDesc.ServiceName
-	})
-	check := authFunc(opts.Token, mtls)
+	codec := newRequestCodec()
+	gt := &gate{check: authFunc(opts.Token, mtls), codec: codec}
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithFieldsFromContextAndCallMeta(requestFields)}
 	unary := []grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recover),
@@ -105,13 +103,10 @@ func New(svc *Service, opts Options) *Server {
 		unary = append(unary, opts.Metrics.UnaryServerInterceptor())
 		stream = append(stream, opts.Metrics.StreamServerInterceptor())
 	}
-	unary = append(unary,
-		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(check), notHealth),
-		recovery.UnaryServerInterceptor(recover))
-	stream = append(stream,
-		selector.StreamServerInterceptor(auth.StreamServerInterceptor(check), notHealth),
-		recovery.StreamServerInterceptor(recover))
+	unary = append(unary, gt.unary, recovery.UnaryServerInterceptor(recover))
+	stream = append(stream, gt.stream, recovery.StreamServerInterceptor(recover))
 	sopts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
@@ -131,7 +126,11 @@ func New(svc *Service, opts Options) *Server {
 	if opts.Metrics != nil {
 		opts.Metrics.InitializeMetrics(g) // every method at 0, so rates work from the start
 	}
-	return &Server{grpc: g, health: hs, log: log}
+	srv := &Server{grpc: g, health: hs, log: log}
+	if svc != nil {
+		srv.watchJournal(svc)
+	}
+	return srv
 }
 
 // requestFields adds to an RPC's log line what its request says of the

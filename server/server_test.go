@@ -139,7 +139,7 @@ func TestRequestErrors(t *testing.T) {
 	good := &pb.AttachPoolRequest{Name: "p", Members: []string{"https://10.9.9.9"}, Username: "root", Password: "pw"}
 	cases := map[string]func(r *pb.AttachPoolRequest){
 		"name":            func(r *pb.AttachPoolRequest) { r.Name = "has space" },
-		"members":         func(r *pb.AttachPoolRequest) { r.Members = []string{"ftp://x"} },
+		"members[0]":      func(r *pb.AttachPoolRequest) { r.Members = []string{"ftp://x"} },
 		"username":        func(r *pb.AttachPoolRequest) { r.Username = "" },
 		"password":        func(r *pb.AttachPoolRequest) { r.Password = "" },
 		"policy":          func(r *pb.AttachPoolRequest) { r.Policy = 99 },

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudstack-xenha/xenha-bridge/config"
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
@@ -175,10 +175,26 @@ func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*p
 	if len(req.GetMembers()) > 64 {
 		return nil, invalidArgument("members", "at most 64 members (XenServer's pool limit)")
 	}
-	for i, m := range req.GetMembers() {
-		if u, err := url.Parse(m); err == nil && u.User != nil {
-			return nil, invalidArgument("members", fmt.Sprintf("member %d carries credentials in its URL: pass username and password separately", i))
+	pin := ""
+	if t := req.GetTls(); t != nil {
+		pin = strings.TrimSpace(t.GetPinSha256())
+	}
+	// The configuration's validator, not a second one: a pool attached at
+	// run time follows the rules of a pool in the file (its messages never
+	// repeat a URL's credentials, query or fragment).
+	cp := config.NewPool(req.GetName(), req.GetMembers(), req.GetUsername(), req.GetPassword())
+	cp.Policy = string(policy)
+	if storage > 0 {
+		cp.StorageTimeout = storage
+	}
+	cp.TLS.AllowPlainHTTP = req.GetTls().GetAllowPlainHttp()
+	cp.TLS.PinSHA256 = pin
+	if err := cp.Validate(); err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return nil, invalidArgument(ce.Field, ce.Msg)
 		}
+		return nil, invalidArgument("", err.Error())
 	}
 	spec := xenha.PoolSpec{
 		Name:           req.GetName(),
@@ -189,7 +205,7 @@ func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*p
 		Source:         "api",
 	}
 	if t := req.GetTls(); t != nil {
-		spec.TLS = xapi.TLSOptions{PinSHA256: strings.TrimSpace(t.GetPinSha256()), AllowPlainHTTP: t.GetAllowPlainHttp()}
+		spec.TLS = xapi.TLSOptions{PinSHA256: pin, AllowPlainHTTP: t.GetAllowPlainHttp()}
 		if t.GetCaPem() != "" {
 			spec.TLS.CAPEM = []byte(t.GetCaPem())
 		}
@@ -268,7 +284,7 @@ func (s *Service) Journal(ctx context.Context, req *pb.JournalRequest) (*pb.Jour
 	entries, err := s.journal.Entries(name, req.GetAfterSequence(), limit)
 	if err != nil {
 		s.log.Error("journal read failed", "pool", name, "error", err)
-		return nil, status.Error(codes.Internal, "the journal cannot be read")
+		return nil, journalUnreadable()
 	}
 	out := &pb.JournalResponse{}
 	for _, e := range entries {

@@ -1,74 +1,75 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-
-	"github.com/cloudstack-xenha/xenha-bridge/config"
+	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 )
 
 // runJournal prints a pool's journal from a running bridge (the journal
-// file is held by the bridge, so this goes through the API).
+// file is held by the bridge, so this goes through the API), copies the
+// whole journal from a running bridge (--backup), or checks a journal file
+// no bridge holds (--check: a backup before it is restored).
 func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", config.DefaultListen, "the bridge's gRPC address")
-	pool := fs.String("pool", "", "pool name or UUID (required)")
-	after := fs.Uint64("after", 0, "entries after this sequence number")
-	limit := fs.Int("limit", 1000, "at most this many entries")
-	tokenFile := fs.String("token-file", "", "a file holding the bridge's bearer token")
-	caFile := fs.String("ca-file", "", "use TLS, trusting this CA (PEM)")
-	timeout := fs.Duration("timeout", 10*time.Second, "deadline of the call")
+	conn := addConnFlags(fs, time.Minute)
+	pool := fs.String("pool", "", "print this pool's journal (name or UUID)")
+	after := fs.Uint64("after", 0, "with --pool: entries after this sequence number")
+	limit := fs.Int("limit", 1000, "with --pool: at most this many entries")
+	backup := fs.String("backup", "", "write a consistent copy of the running bridge's journal to this file (mode 0600; replaced if it exists)")
+	check := fs.String("check", "", "verify this journal file, which no bridge may hold (a backup, before restoring it), and summarize it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *pool == "" {
-		return errors.New("journal: --pool is required")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("journal: unexpected argument %q", fs.Arg(0))
 	}
-	creds := insecure.NewCredentials()
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
+	modes := 0
+	for _, s := range []string{*pool, *backup, *check} {
+		if s != "" {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return errors.New("journal: say what to do: --pool NAME (print a pool's journal), --backup FILE (copy the running bridge's journal) or --check FILE (verify a journal file)")
+	}
+	if *check != "" {
+		sum, err := journal.Check(*check)
 		if err != nil {
 			return err
 		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s: no PEM certificate", *caFile)
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
-	} else if !config.IsLoopback(*addr) {
-		return fmt.Errorf("journal: %s is not a loopback address: pass --ca-file to use TLS", *addr)
+		fmt.Fprintf(stdout, "%s: a sound journal, %d bytes\n", *check, sum.Bytes)
+		printSummary(stdout, sum)
+		return nil
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+
+	cc, err := conn.dial()
 	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, *conn.timeout)
+	defer cancel()
+	if ctx, err = conn.authorize(ctx); err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if *tokenFile != "" {
-		tok, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return err
-		}
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	client := pb.NewXenHAServiceClient(cc)
+	if *backup != "" {
+		return backupJournal(ctx, client, *backup, stdout)
 	}
-	resp, err := pb.NewXenHAServiceClient(conn).Journal(ctx, &pb.JournalRequest{Pool: *pool, AfterSequence: *after, Limit: int32(*limit)})
+	resp, err := client.Journal(ctx, &pb.JournalRequest{Pool: *pool, AfterSequence: *after, Limit: int32(*limit)})
 	if err != nil {
 		return err
 	}
@@ -79,6 +80,87 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			e.GetKind(), e.GetStep(), e.GetOk(), e.GetEpoch(), short(e.GetHostUuid()), e.GetRequestId(), e.GetDetail())
 	}
 	return w.Flush()
+}
+
+// backupJournal copies the running bridge's journal into path: received
+// into a temporary file beside it, its size and SHA-256 compared with the
+// bridge's, checked as a journal, synced, then renamed into place. A
+// failed backup leaves path as it was.
+func backupJournal(ctx context.Context, client pb.XenHAServiceClient, path string, stdout io.Writer) error {
+	stream, err := client.BackupJournal(ctx, &pb.BackupJournalRequest{})
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return fmt.Errorf("journal --backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := tmp.Chmod(0o600); err != nil {
+		return fmt.Errorf("journal --backup: %w", err)
+	}
+	h := sha256.New()
+	var size, got int64
+	var sum []byte
+	for first := true; ; first = false {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			size = r.GetSize()
+		}
+		if _, err := tmp.Write(r.GetData()); err != nil {
+			return fmt.Errorf("journal --backup: %w", err)
+		}
+		h.Write(r.GetData())
+		got += int64(len(r.GetData()))
+		if r.GetSha256() != nil {
+			sum = r.GetSha256()
+		}
+	}
+	if got != size || sum == nil || !bytes.Equal(sum, h.Sum(nil)) {
+		return fmt.Errorf("journal --backup: the copy arrived incomplete (%d of %d bytes, checksum %t): nothing written to %s",
+			got, size, sum != nil && bytes.Equal(sum, h.Sum(nil)), path)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("journal --backup: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("journal --backup: %w", err)
+	}
+	summary, err := journal.Check(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("journal --backup: the copy does not check, nothing written to %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("journal --backup: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	fmt.Fprintf(stdout, "journal backed up to %s: %d bytes, checked\n", path, size)
+	printSummary(stdout, summary)
+	return nil
+}
+
+// printSummary prints each pool of a journal: entries and epoch.
+func printSummary(w io.Writer, s journal.Summary) {
+	if len(s.Pools) == 0 {
+		fmt.Fprintln(w, "  no pools")
+	}
+	for _, name := range s.Names() {
+		p := s.Pools[name]
+		fmt.Fprintf(w, "  pool %s: %d entries, epoch %d\n", name, p.Entries, p.Epoch)
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
 }
 
 func short(uuid string) string {

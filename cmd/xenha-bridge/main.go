@@ -40,10 +40,11 @@ func main() {
 const usage = `usage: xenha-bridge <command> [flags]
 
 commands:
-  serve    run the gRPC service (--config FILE, --listen ADDR, --metrics ADDR, --simulate)
+  serve    run the gRPC service (--config FILE, --listen ADDR, --metrics ADDR, --simulate, --new-journal)
   status   print each pool's controller, master, hosts, warnings, epoch and last journal entries (--pool NAME, --json)
   health   ask a running bridge's health service; exit 0 only when SERVING (--addr ADDR)
-  journal  print a pool's journal from a running bridge (--pool NAME)
+  journal  print a pool's journal from a running bridge (--pool NAME), back the journal up while it serves
+           (--backup FILE), or verify a journal file no bridge holds (--check FILE)
   sim      run a simulated XenServer pool on loopback and print its addresses
   version  print the version
 `

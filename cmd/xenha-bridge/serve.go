@@ -41,6 +41,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	simStandalone := fs.Int("sim-standalone", 1, "with --simulate: extra standalone hosts (to try JoinHost)")
 	simPort := fs.Int("sim-port", 50080, "with --simulate: the XAPI port of every simulated host (each has its own 127.77.x.y address); 0: free ports")
 	journalPath := fs.String("journal", "", "journal file, overriding the configuration's (with --simulate and no configuration: a temporary file)")
+	newJournal := fs.Bool("new-journal", false, "start a new, empty journal if the journal file is damaged, empty, or missing where one was "+
+		"created (the damaged file is kept beside it); every pool's epochs start again from 1. A healthy journal is always kept")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics, overriding the configuration's metrics.listen")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,22 +78,53 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-
 	var jrnl interface {
 		journal.Store
 		metrics.JournalStats
 	}
 	var shared *mysqlstore.Store
 	jdesc := ""
-	if cfg.Journal.Store == config.StoreMySQL {
-		if *journalPath != "" {
-			return errors.New("--journal names a journal file, but journal.store is mysql")
+	if cfg.Journal.Store == config.StoreMySQL && *journalPath != "" {
+		return errors.New("--journal names a journal file, but journal.store is mysql")
+	}
+	if cfg.Journal.Store == config.StoreMySQL && *newJournal {
+		return errors.New("--new-journal starts a new embedded journal, but journal.store is mysql")
+	}
+	if cfg.Journal.Store != config.StoreMySQL {
+		// The embedded journal is verified before anything listens: a
+		// damaged one stops the bridge here, with what to do.
+		jpath := cfg.Journal.Path
+		switch {
+		case *journalPath != "":
+			jpath = *journalPath
+		case *simulate && *cfgPath == "":
+			dir, err := os.MkdirTemp("", "xenha-bridge-sim-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			jpath = filepath.Join(dir, "journal.db")
 		}
+		b, err := journal.OpenWith(jpath, journal.Options{StartNew: *newJournal})
+		if err != nil {
+			var d *journal.DamagedError
+			if errors.As(err, &d) || errors.Is(err, journal.ErrJournalGone) {
+				return err
+			}
+			return fmt.Errorf("%w (set journal.path or --journal)", err)
+		}
+		logOpened(log, b)
+		jrnl, jdesc = b, jpath
+		defer jrnl.Close()
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	if cfg.Journal.Store == config.StoreMySQL {
 		if cfg.Lease.ID == "" {
 			if cfg.Lease.ID, err = os.Hostname(); err != nil {
 				return fmt.Errorf("lease.id: not set, and no host name to default to: %w", err)
@@ -105,26 +138,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("journal.mysql: %w", err)
 		}
 		jrnl, jdesc = shared, "mysql (shared; bridge "+cfg.Lease.ID+")"
-	} else {
-		jpath := cfg.Journal.Path
-		switch {
-		case *journalPath != "":
-			jpath = *journalPath
-		case *simulate && *cfgPath == "":
-			dir, err := os.MkdirTemp("", "xenha-bridge-sim-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			jpath = filepath.Join(dir, "journal.db")
-		}
-		b, err := journal.Open(jpath)
-		if err != nil {
-			return fmt.Errorf("%w (set journal.path or --journal)", err)
-		}
-		jrnl, jdesc = b, jpath
+		defer jrnl.Close()
 	}
-	defer jrnl.Close()
 
 	// Metrics are always kept (it costs little); they are served only when
 	// metrics.listen or --metrics says where.
@@ -281,6 +296,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case err := <-errc:
 		stop()
 		return err
+	}
+}
+
+// logOpened says what opening the embedded journal found and did.
+func logOpened(log hclog.Logger, b *journal.Bolt) {
+	o := b.Opened()
+	switch {
+	case o.Replaced != "":
+		log.Warn("--new-journal: started a new journal; every pool's epochs start again from 1", "journal", b.Path(),
+			"why", o.Replaced, "damaged_file_kept_as", o.KeptAt)
+	case o.Created:
+		log.Info("created a new journal (a first start)", "journal", b.Path(), "marker", journal.MarkerPath(b.Path()))
+	case o.StartNewIgnored:
+		log.Warn("--new-journal ignored: the journal is healthy and was kept; remove the flag", "journal", b.Path())
+	}
+	if o.HealedMeta {
+		log.Warn("one of the journal's two meta pages was torn (a crash while it was written) and was rewritten from the other",
+			"journal", b.Path())
 	}
 }
 

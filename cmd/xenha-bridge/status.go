@@ -69,11 +69,12 @@ func (c *connFlags) authorize(ctx context.Context) (context.Context, error) {
 	if *c.tokenFile == "" {
 		return ctx, nil
 	}
-	tok, err := os.ReadFile(*c.tokenFile)
+	// The rules of the bridge's own secret files (config.ReadSecretFile).
+	tok, err := config.ReadSecretFile("--token-file", *c.tokenFile, "the bridge's API token")
 	if err != nil {
 		return nil, err
 	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok))), nil
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok), nil
 }
 
 // The operator's view, as --json prints it. Enum values are written as

@@ -15,10 +15,12 @@
 // under, or its XenServer pool UUID.
 //
 // Errors: INVALID_ARGUMENT (bad input, with a BadRequest detail naming the
-// field), NOT_FOUND (unknown pool), FAILED_PRECONDITION (the pool's state
-// forbids the call), UNAVAILABLE (XAPI unreachable), ABORTED (stale epoch),
-// OUT_OF_RANGE (an event stream's resume point is gone), RESOURCE_EXHAUSTED
-// (an event consumer too slow), UNAUTHENTICATED (no or wrong token).
+// field; a request that does not decode, without one), NOT_FOUND (unknown
+// pool), FAILED_PRECONDITION (the pool's state forbids the call),
+// UNAVAILABLE (XAPI unreachable; JOURNAL_UNREADABLE), ABORTED (stale
+// epoch), OUT_OF_RANGE (an event stream's resume point is gone),
+// RESOURCE_EXHAUSTED (an event consumer too slow), UNAUTHENTICATED (no or
+// wrong token; such a caller is told nothing else, whatever it sent).
 //
 // Several management servers: each runs a bridge, and the bridges share
 // CloudStack's MySQL database. Only the bridge holding a pool's lease acts
@@ -2830,6 +2832,107 @@ func (x *JournalEntry) GetBridge() string {
 	return ""
 }
 
+type BackupJournalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupJournalRequest) Reset() {
+	*x = BackupJournalRequest{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupJournalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupJournalRequest) ProtoMessage() {}
+
+func (x *BackupJournalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupJournalRequest.ProtoReflect.Descriptor instead.
+func (*BackupJournalRequest) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
+}
+
+// One piece of the copy; the pieces come in order.
+type BackupJournalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the copy.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The copy's size in bytes: set on the first message.
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The SHA-256 of the whole copy: set on the last message, which holds
+	// no data.
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupJournalResponse) Reset() {
+	*x = BackupJournalResponse{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupJournalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupJournalResponse) ProtoMessage() {}
+
+func (x *BackupJournalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupJournalResponse.ProtoReflect.Descriptor instead.
+func (*BackupJournalResponse) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BackupJournalResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupJournalResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupJournalResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 type Member struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Uuid    string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
@@ -2843,7 +2946,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +2958,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +2971,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Member) GetUuid() string {
@@ -2915,7 +3018,7 @@ type ClassifyHostRequest struct {
 
 func (x *ClassifyHostRequest) Reset() {
 	*x = ClassifyHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3030,7 @@ func (x *ClassifyHostRequest) String() string {
 func (*ClassifyHostRequest) ProtoMessage() {}
 
 func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3043,7 @@ func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostRequest.ProtoReflect.Descriptor instead.
 func (*ClassifyHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClassifyHostRequest) GetUrl() string {
@@ -2996,7 +3099,7 @@ type ClassifyHostResponse struct {
 
 func (x *ClassifyHostResponse) Reset() {
 	*x = ClassifyHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3111,7 @@ func (x *ClassifyHostResponse) String() string {
 func (*ClassifyHostResponse) ProtoMessage() {}
 
 func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3124,7 @@ func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostResponse.ProtoReflect.Descriptor instead.
 func (*ClassifyHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClassifyHostResponse) GetHostClass() HostClass {
@@ -3089,7 +3192,7 @@ type JoinHostRequest struct {
 
 func (x *JoinHostRequest) Reset() {
 	*x = JoinHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3204,7 @@ func (x *JoinHostRequest) String() string {
 func (*JoinHostRequest) ProtoMessage() {}
 
 func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3217,7 @@ func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
 func (*JoinHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinHostRequest) GetPool() string {
@@ -3171,7 +3274,7 @@ type JoinHostResponse struct {
 
 func (x *JoinHostResponse) Reset() {
 	*x = JoinHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3286,7 @@ func (x *JoinHostResponse) String() string {
 func (*JoinHostResponse) ProtoMessage() {}
 
 func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3299,7 @@ func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostResponse.ProtoReflect.Descriptor instead.
 func (*JoinHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinHostResponse) GetHost() *Member {
@@ -3232,7 +3335,7 @@ type EjectHostRequest struct {
 
 func (x *EjectHostRequest) Reset() {
 	*x = EjectHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3347,7 @@ func (x *EjectHostRequest) String() string {
 func (*EjectHostRequest) ProtoMessage() {}
 
 func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3360,7 @@ func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostRequest.ProtoReflect.Descriptor instead.
 func (*EjectHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EjectHostRequest) GetPool() string {
@@ -3292,7 +3395,7 @@ type EjectHostResponse struct {
 
 func (x *EjectHostResponse) Reset() {
 	*x = EjectHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3407,7 @@ func (x *EjectHostResponse) String() string {
 func (*EjectHostResponse) ProtoMessage() {}
 
 func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3420,7 @@ func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostResponse.ProtoReflect.Descriptor instead.
 func (*EjectHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EjectHostResponse) GetHost() *Member {
@@ -3359,7 +3462,7 @@ type EnableXenHARequest struct {
 
 func (x *EnableXenHARequest) Reset() {
 	*x = EnableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3474,7 @@ func (x *EnableXenHARequest) String() string {
 func (*EnableXenHARequest) ProtoMessage() {}
 
 func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3487,7 @@ func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHARequest.ProtoReflect.Descriptor instead.
 func (*EnableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EnableXenHARequest) GetPool() string {
@@ -3437,7 +3540,7 @@ type EnableXenHAResponse struct {
 
 func (x *EnableXenHAResponse) Reset() {
 	*x = EnableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3552,7 @@ func (x *EnableXenHAResponse) String() string {
 func (*EnableXenHAResponse) ProtoMessage() {}
 
 func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3565,7 @@ func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*EnableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EnableXenHAResponse) GetTimeout() *durationpb.Duration {
@@ -3517,7 +3620,7 @@ type DisableXenHARequest struct {
 
 func (x *DisableXenHARequest) Reset() {
 	*x = DisableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3632,7 @@ func (x *DisableXenHARequest) String() string {
 func (*DisableXenHARequest) ProtoMessage() {}
 
 func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3645,7 @@ func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHARequest.ProtoReflect.Descriptor instead.
 func (*DisableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DisableXenHARequest) GetPool() string {
@@ -3571,7 +3674,7 @@ type DisableXenHAResponse struct {
 
 func (x *DisableXenHAResponse) Reset() {
 	*x = DisableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +3686,7 @@ func (x *DisableXenHAResponse) String() string {
 func (*DisableXenHAResponse) ProtoMessage() {}
 
 func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +3699,7 @@ func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*DisableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{39}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DisableXenHAResponse) GetDryRun() bool {
@@ -3825,7 +3928,12 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x02ok\x18\b \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\t \x01(\tR\x06detail\x12\x16\n" +
 	"\x06bridge\x18\n" +
-	" \x01(\tR\x06bridge\"\\\n" +
+	" \x01(\tR\x06bridge\"\x16\n" +
+	"\x14BackupJournalRequest\"W\n" +
+	"\x15BackupJournalResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\\\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -3950,7 +4058,8 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x16HOST_CLASS_POOL_MEMBER\x10\x01\x12\x19\n" +
 	"\x15HOST_CLASS_STANDALONE\x10\x02\x12\x17\n" +
 	"\x13HOST_CLASS_CONFLICT\x10\x03\x12\x16\n" +
-	"\x12HOST_CLASS_MANAGED\x10\x042\xd1\t\n" +
+	"\x12HOST_CLASS_MANAGED\x10\x042\xbb\n" +
+	"\n" +
 	"\fXenHAService\x12Q\n" +
 	"\x06HAMode\x12\".cloudstack.xenha.v1.HAModeRequest\x1a#.cloudstack.xenha.v1.HAModeResponse\x12`\n" +
 	"\vElectMaster\x12'.cloudstack.xenha.v1.ElectMasterRequest\x1a(.cloudstack.xenha.v1.ElectMasterResponse\x12Z\n" +
@@ -3967,7 +4076,8 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\bJoinHost\x12$.cloudstack.xenha.v1.JoinHostRequest\x1a%.cloudstack.xenha.v1.JoinHostResponse\x12Z\n" +
 	"\tEjectHost\x12%.cloudstack.xenha.v1.EjectHostRequest\x1a&.cloudstack.xenha.v1.EjectHostResponse\x12`\n" +
 	"\vEnableXenHA\x12'.cloudstack.xenha.v1.EnableXenHARequest\x1a(.cloudstack.xenha.v1.EnableXenHAResponse\x12c\n" +
-	"\fDisableXenHA\x12(.cloudstack.xenha.v1.DisableXenHARequest\x1a).cloudstack.xenha.v1.DisableXenHAResponseBLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
+	"\fDisableXenHA\x12(.cloudstack.xenha.v1.DisableXenHARequest\x1a).cloudstack.xenha.v1.DisableXenHAResponse\x12h\n" +
+	"\rBackupJournal\x12).cloudstack.xenha.v1.BackupJournalRequest\x1a*.cloudstack.xenha.v1.BackupJournalResponse0\x01BLZJgithub.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1;xenhav1b\x06proto3"
 
 var (
 	file_cloudstack_xenha_v1_xenha_proto_rawDescOnce sync.Once
@@ -3982,7 +4092,7 @@ func file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(Controller)(0),               // 0: cloudstack.xenha.v1.Controller
 	(Policy)(0),                   // 1: cloudstack.xenha.v1.Policy
@@ -4021,26 +4131,28 @@ var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(*JournalRequest)(nil),        // 34: cloudstack.xenha.v1.JournalRequest
 	(*JournalResponse)(nil),       // 35: cloudstack.xenha.v1.JournalResponse
 	(*JournalEntry)(nil),          // 36: cloudstack.xenha.v1.JournalEntry
-	(*Member)(nil),                // 37: cloudstack.xenha.v1.Member
-	(*ClassifyHostRequest)(nil),   // 38: cloudstack.xenha.v1.ClassifyHostRequest
-	(*ClassifyHostResponse)(nil),  // 39: cloudstack.xenha.v1.ClassifyHostResponse
-	(*JoinHostRequest)(nil),       // 40: cloudstack.xenha.v1.JoinHostRequest
-	(*JoinHostResponse)(nil),      // 41: cloudstack.xenha.v1.JoinHostResponse
-	(*EjectHostRequest)(nil),      // 42: cloudstack.xenha.v1.EjectHostRequest
-	(*EjectHostResponse)(nil),     // 43: cloudstack.xenha.v1.EjectHostResponse
-	(*EnableXenHARequest)(nil),    // 44: cloudstack.xenha.v1.EnableXenHARequest
-	(*EnableXenHAResponse)(nil),   // 45: cloudstack.xenha.v1.EnableXenHAResponse
-	(*DisableXenHARequest)(nil),   // 46: cloudstack.xenha.v1.DisableXenHARequest
-	(*DisableXenHAResponse)(nil),  // 47: cloudstack.xenha.v1.DisableXenHAResponse
-	(*timestamppb.Timestamp)(nil), // 48: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 49: google.protobuf.Duration
+	(*BackupJournalRequest)(nil),  // 37: cloudstack.xenha.v1.BackupJournalRequest
+	(*BackupJournalResponse)(nil), // 38: cloudstack.xenha.v1.BackupJournalResponse
+	(*Member)(nil),                // 39: cloudstack.xenha.v1.Member
+	(*ClassifyHostRequest)(nil),   // 40: cloudstack.xenha.v1.ClassifyHostRequest
+	(*ClassifyHostResponse)(nil),  // 41: cloudstack.xenha.v1.ClassifyHostResponse
+	(*JoinHostRequest)(nil),       // 42: cloudstack.xenha.v1.JoinHostRequest
+	(*JoinHostResponse)(nil),      // 43: cloudstack.xenha.v1.JoinHostResponse
+	(*EjectHostRequest)(nil),      // 44: cloudstack.xenha.v1.EjectHostRequest
+	(*EjectHostResponse)(nil),     // 45: cloudstack.xenha.v1.EjectHostResponse
+	(*EnableXenHARequest)(nil),    // 46: cloudstack.xenha.v1.EnableXenHARequest
+	(*EnableXenHAResponse)(nil),   // 47: cloudstack.xenha.v1.EnableXenHAResponse
+	(*DisableXenHARequest)(nil),   // 48: cloudstack.xenha.v1.DisableXenHARequest
+	(*DisableXenHAResponse)(nil),  // 49: cloudstack.xenha.v1.DisableXenHAResponse
+	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 51: google.protobuf.Duration
 }
 var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 0: cloudstack.xenha.v1.HAModeResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	1,  // 1: cloudstack.xenha.v1.HAModeResponse.policy:type_name -> cloudstack.xenha.v1.Policy
-	48, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
-	49, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
-	49, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
+	50, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
+	51, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
+	51, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
 	13, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
 	11, // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
 	12, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
@@ -4050,20 +4162,20 @@ var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	11, // 11: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
 	3,  // 12: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
 	17, // 13: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	48, // 14: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
+	50, // 14: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
 	19, // 15: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
 	4,  // 16: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
 	21, // 17: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
 	22, // 18: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
 	17, // 19: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
 	25, // 20: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
-	48, // 21: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
+	50, // 21: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
 	5,  // 22: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
 	6,  // 23: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
 	0,  // 24: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
 	14, // 25: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
 	1,  // 26: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
-	49, // 27: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
+	51, // 27: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
 	27, // 28: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
 	33, // 29: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
 	33, // 30: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
@@ -4071,16 +4183,16 @@ var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 32: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
 	11, // 33: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
 	36, // 34: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
-	48, // 35: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	50, // 35: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
 	27, // 36: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
 	7,  // 37: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
-	37, // 38: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
-	37, // 39: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
+	39, // 38: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
+	39, // 39: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
 	27, // 40: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	37, // 41: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	37, // 42: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	49, // 43: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
-	49, // 44: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
+	39, // 41: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	39, // 42: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	51, // 43: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
+	51, // 44: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
 	0,  // 45: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	0,  // 46: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	8,  // 47: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
@@ -4091,26 +4203,28 @@ var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	29, // 52: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
 	31, // 53: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
 	34, // 54: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
-	38, // 55: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
-	40, // 56: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
-	42, // 57: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
-	44, // 58: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
-	46, // 59: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
-	9,  // 60: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
-	16, // 61: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
-	20, // 62: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
-	24, // 63: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
-	28, // 64: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
-	30, // 65: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
-	32, // 66: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
-	35, // 67: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
-	39, // 68: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
-	41, // 69: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
-	43, // 70: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
-	45, // 71: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
-	47, // 72: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
-	60, // [60:73] is the sub-list for method output_type
-	47, // [47:60] is the sub-list for method input_type
+	40, // 55: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
+	42, // 56: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
+	44, // 57: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
+	46, // 58: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
+	48, // 59: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
+	37, // 60: cloudstack.xenha.v1.XenHAService.BackupJournal:input_type -> cloudstack.xenha.v1.BackupJournalRequest
+	9,  // 61: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
+	16, // 62: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
+	20, // 63: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
+	24, // 64: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
+	28, // 65: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
+	30, // 66: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
+	32, // 67: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
+	35, // 68: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
+	41, // 69: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
+	43, // 70: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
+	45, // 71: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
+	47, // 72: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
+	49, // 73: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
+	38, // 74: cloudstack.xenha.v1.XenHAService.BackupJournal:output_type -> cloudstack.xenha.v1.BackupJournalResponse
+	61, // [61:75] is the sub-list for method output_type
+	47, // [47:61] is the sub-list for method input_type
 	47, // [47:47] is the sub-list for extension type_name
 	47, // [47:47] is the sub-list for extension extendee
 	0,  // [0:47] is the sub-list for field type_name
@@ -4127,7 +4241,7 @@ func file_cloudstack_xenha_v1_xenha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudstack_xenha_v1_xenha_proto_rawDesc), len(file_cloudstack_xenha_v1_xenha_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -15,10 +15,12 @@
 // under, or its XenServer pool UUID.
 //
 // Errors: INVALID_ARGUMENT (bad input, with a BadRequest detail naming the
-// field), NOT_FOUND (unknown pool), FAILED_PRECONDITION (the pool's state
-// forbids the call), UNAVAILABLE (XAPI unreachable), ABORTED (stale epoch),
-// OUT_OF_RANGE (an event stream's resume point is gone), RESOURCE_EXHAUSTED
-// (an event consumer too slow), UNAUTHENTICATED (no or wrong token).
+// field; a request that does not decode, without one), NOT_FOUND (unknown
+// pool), FAILED_PRECONDITION (the pool's state forbids the call),
+// UNAVAILABLE (XAPI unreachable; JOURNAL_UNREADABLE), ABORTED (stale
+// epoch), OUT_OF_RANGE (an event stream's resume point is gone),
+// RESOURCE_EXHAUSTED (an event consumer too slow), UNAUTHENTICATED (no or
+// wrong token; such a caller is told nothing else, whatever it sent).
 //
 // Several management servers: each runs a bridge, and the bridges share
 // CloudStack's MySQL database. Only the bridge holding a pool's lease acts
@@ -54,19 +56,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	XenHAService_HAMode_FullMethodName       = "/cloudstack.xenha.v1.XenHAService/HAMode"
-	XenHAService_ElectMaster_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/ElectMaster"
-	XenHAService_FenceHost_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/FenceHost"
-	XenHAService_PoolEvents_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/PoolEvents"
-	XenHAService_AttachPool_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/AttachPool"
-	XenHAService_DetachPool_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/DetachPool"
-	XenHAService_ListPools_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/ListPools"
-	XenHAService_Journal_FullMethodName      = "/cloudstack.xenha.v1.XenHAService/Journal"
-	XenHAService_ClassifyHost_FullMethodName = "/cloudstack.xenha.v1.XenHAService/ClassifyHost"
-	XenHAService_JoinHost_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/JoinHost"
-	XenHAService_EjectHost_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/EjectHost"
-	XenHAService_EnableXenHA_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/EnableXenHA"
-	XenHAService_DisableXenHA_FullMethodName = "/cloudstack.xenha.v1.XenHAService/DisableXenHA"
+	XenHAService_HAMode_FullMethodName        = "/cloudstack.xenha.v1.XenHAService/HAMode"
+	XenHAService_ElectMaster_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/ElectMaster"
+	XenHAService_FenceHost_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/FenceHost"
+	XenHAService_PoolEvents_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/PoolEvents"
+	XenHAService_AttachPool_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/AttachPool"
+	XenHAService_DetachPool_FullMethodName    = "/cloudstack.xenha.v1.XenHAService/DetachPool"
+	XenHAService_ListPools_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/ListPools"
+	XenHAService_Journal_FullMethodName       = "/cloudstack.xenha.v1.XenHAService/Journal"
+	XenHAService_ClassifyHost_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/ClassifyHost"
+	XenHAService_JoinHost_FullMethodName      = "/cloudstack.xenha.v1.XenHAService/JoinHost"
+	XenHAService_EjectHost_FullMethodName     = "/cloudstack.xenha.v1.XenHAService/EjectHost"
+	XenHAService_EnableXenHA_FullMethodName   = "/cloudstack.xenha.v1.XenHAService/EnableXenHA"
+	XenHAService_DisableXenHA_FullMethodName  = "/cloudstack.xenha.v1.XenHAService/DisableXenHA"
+	XenHAService_BackupJournal_FullMethodName = "/cloudstack.xenha.v1.XenHAService/BackupJournal"
 )
 
 // XenHAServiceClient is the client API for XenHAService service.
@@ -112,6 +115,14 @@ type XenHAServiceClient interface {
 	EnableXenHA(ctx context.Context, in *EnableXenHARequest, opts ...grpc.CallOption) (*EnableXenHAResponse, error)
 	// DisableXenHA disables XenHA on a pool.
 	DisableXenHA(ctx context.Context, in *DisableXenHARequest, opts ...grpc.CallOption) (*DisableXenHAResponse, error)
+	// BackupJournal streams a consistent copy of the bridge's embedded
+	// journal (a bbolt file, which the running bridge holds locked), taken
+	// in one read transaction while the bridge goes on serving:
+	// `xenha-bridge journal --backup FILE`. A bridge whose journal is shared
+	// in MySQL answers FAILED_PRECONDITION (back up the database instead);
+	// one whose journal cannot be read, UNAVAILABLE with reason
+	// JOURNAL_UNREADABLE.
+	BackupJournal(ctx context.Context, in *BackupJournalRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupJournalResponse], error)
 }
 
 type xenHAServiceClient struct {
@@ -261,6 +272,25 @@ func (c *xenHAServiceClient) DisableXenHA(ctx context.Context, in *DisableXenHAR
 	return out, nil
 }
 
+func (c *xenHAServiceClient) BackupJournal(ctx context.Context, in *BackupJournalRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupJournalResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &XenHAService_ServiceDesc.Streams[1], XenHAService_BackupJournal_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupJournalRequest, BackupJournalResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type XenHAService_BackupJournalClient = grpc.ServerStreamingClient[BackupJournalResponse]
+
 // XenHAServiceServer is the server API for XenHAService service.
 // All implementations must embed UnimplementedXenHAServiceServer
 // for forward compatibility.
@@ -304,6 +334,14 @@ type XenHAServiceServer interface {
 	EnableXenHA(context.Context, *EnableXenHARequest) (*EnableXenHAResponse, error)
 	// DisableXenHA disables XenHA on a pool.
 	DisableXenHA(context.Context, *DisableXenHARequest) (*DisableXenHAResponse, error)
+	// BackupJournal streams a consistent copy of the bridge's embedded
+	// journal (a bbolt file, which the running bridge holds locked), taken
+	// in one read transaction while the bridge goes on serving:
+	// `xenha-bridge journal --backup FILE`. A bridge whose journal is shared
+	// in MySQL answers FAILED_PRECONDITION (back up the database instead);
+	// one whose journal cannot be read, UNAVAILABLE with reason
+	// JOURNAL_UNREADABLE.
+	BackupJournal(*BackupJournalRequest, grpc.ServerStreamingServer[BackupJournalResponse]) error
 	mustEmbedUnimplementedXenHAServiceServer()
 }
 
@@ -352,6 +390,9 @@ func (UnimplementedXenHAServiceServer) EnableXenHA(context.Context, *EnableXenHA
 }
 func (UnimplementedXenHAServiceServer) DisableXenHA(context.Context, *DisableXenHARequest) (*DisableXenHAResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DisableXenHA not implemented")
+}
+func (UnimplementedXenHAServiceServer) BackupJournal(*BackupJournalRequest, grpc.ServerStreamingServer[BackupJournalResponse]) error {
+	return status.Error(codes.Unimplemented, "method BackupJournal not implemented")
 }
 func (UnimplementedXenHAServiceServer) mustEmbedUnimplementedXenHAServiceServer() {}
 func (UnimplementedXenHAServiceServer) testEmbeddedByValue()                      {}
@@ -601,6 +642,17 @@ func _XenHAService_DisableXenHA_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _XenHAService_BackupJournal_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupJournalRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(XenHAServiceServer).BackupJournal(m, &grpc.GenericServerStream[BackupJournalRequest, BackupJournalResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type XenHAService_BackupJournalServer = grpc.ServerStreamingServer[BackupJournalResponse]
+
 // XenHAService_ServiceDesc is the grpc.ServiceDesc for XenHAService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -661,6 +713,11 @@ var XenHAService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PoolEvents",
 			Handler:       _XenHAService_PoolEvents_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "BackupJournal",
+			Handler:       _XenHAService_BackupJournal_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package journal
+
+import "os"
+
+func unlock(*os.File) {}
