@@ -120,11 +120,14 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=0 ./config/
 	$(GO) test -run='^$$' -fuzz='^FuzzRequests$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=0 ./server/
 
-# Benchmarks (not tests): results go to docs/bench.md by hand.
+# Benchmarks (not tests): results go to docs/bench.md by hand. The -e2e
+# runs (whole failovers on the real clock with production timeouts) take
+# about 7 minutes.
 bench:
 	$(GO) run ./cmd/xenha-bench
 	$(GO) run ./cmd/xenha-bench -fence 10
 	$(GO) run ./cmd/xenha-bench -failover 5
+	$(GO) run ./cmd/xenha-bench -e2e 5
 	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./mysqlstore
 
 # The Java shim (java-shim/): unit tests, the relocated CloudStack bundle, and

@@ -3,7 +3,8 @@
 // 1000 attached pools beside a no-op RPC (the health check) as this
 // machine's ceiling, event latency from a simulator change to delivery on
 // 1 and 1000 PoolEvents streams, and memory per attached pool. It prints
-// Markdown for docs/bench.md. `make bench` runs it.
+// Markdown for docs/bench.md. `make bench` runs it. With -fence, -failover
+// or -e2e it times fences, elections or whole failovers instead.
 package main
 
 import (
