@@ -201,6 +201,12 @@ type BMC struct {
 	Username string
 	// PasswordFile holds the BMC password.
 	PasswordFile string
+	// CAFile is a PEM bundle of CAs to trust instead of the system roots
+	// (Redfish only), e.g. the BMC's own self-signed certificate.
+	CAFile string
+	// PinSHA256 is the SHA-256 fingerprint of the BMC's certificate
+	// (Redfish only). Without CAFile the pin alone is the verification.
+	PinSHA256 string
 
 	password *secret
 }

@@ -42,6 +42,15 @@ pools:
       ca_file: ca.pem
       pin_sha256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"
       allow_plain_http: false
+    fencing:
+      bmcs:
+        - host: 10.0.0.11
+          driver: redfish
+          address: https://10.0.1.11
+          username: admin
+          password_file: pw
+          ca_file: ca.pem
+          pin_sha256: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
   - name: lab.pool_2
     members:
       - http://127.0.0.1:8080
@@ -82,7 +91,14 @@ func TestParseFull(t *testing.T) {
 				CAFile:    filepath.Join(dir, "ca.pem"),
 				PinSHA256: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
 			},
-			Fencing:        defaultPool().Fencing,
+			Fencing: func() Fencing {
+				f := defaultPool().Fencing
+				f.BMCs = []BMC{{Host: "10.0.0.11", Driver: "redfish", Address: "https://10.0.1.11", Username: "admin",
+					PasswordFile: filepath.Join(dir, "pw"), CAFile: filepath.Join(dir, "ca.pem"),
+					PinSHA256: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89",
+					password:  newSecret(testPassword)}}
+				return f
+			}(),
 			AutopilotDelay: DefaultAutopilotDelay,
 			password:       newSecret(testPassword),
 		}, {
@@ -777,6 +793,13 @@ func TestFencingSettings(t *testing.T) {
 		"    bmcs:\n    - {host: h, driver: ipmi, address: x, username: u, password_file: open}\n": "pools[0].fencing.bmcs[0].password_file",
 		"    bmcs:\n    - {driver: ipmi, address: x, username: u, password_file: bmc}\n":           "pools[0].fencing.bmcs[0].host",
 		"    bmc: {}\n": `unknown key "bmc"`,
+		// BMC TLS, checked as a pool's tls; errors name config keys only.
+		"    bmcs:\n    - {host: h, driver: redfish, address: 'https://b', username: u, password_file: bmc, pin_sha256: abcd}\n":             `pools[0].fencing.bmcs[0].pin_sha256: "abcd" is not a SHA-256 fingerprint`,
+		"    bmcs:\n    - {host: h, driver: redfish, address: 'https://b', username: u, password_file: bmc, ca_file: bmc}\n":                 "pools[0].fencing.bmcs[0].ca_file: " + filepath.Join(dir, "bmc") + " holds no PEM certificate",
+		"    bmcs:\n    - {host: h, driver: redfish, address: 'https://b', username: u, password_file: bmc, ca_file: /nonexistent/ca.pem}\n": "pools[0].fencing.bmcs[0].ca_file: cannot read /nonexistent/ca.pem",
+		"    bmcs:\n    - {host: h, driver: ipmi, address: 'b:623', username: u, password_file: bmc, ca_file: ca.pem}\n":                     "pools[0].fencing.bmcs[0].ca_file: applies to redfish BMCs only",
+		"    bmcs:\n    - {host: h, driver: redfish, address: 'http://b', username: u, password_file: bmc}\n":                                "pools[0].fencing.bmcs[0].address: is plain http: the BMC password would cross the network in clear. Use https://; for a BMC with a self-signed certificate set pools[0].fencing.bmcs[0].ca_file or pools[0].fencing.bmcs[0].pin_sha256",
+		"    bmcs:\n    - {host: h, driver: redfish, address: 'ftp://b', username: u, password_file: bmc}\n":                                 "pools[0].fencing.bmcs[0].address: is not an https URL",
 	} {
 		_, err := Parse([]byte(base+body), "c.yaml", dir)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -785,6 +808,19 @@ func TestFencingSettings(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "bmc-Secret") {
 			t.Errorf("a BMC password in an error: %v", err)
 		}
+		if err != nil && (strings.Contains(err.Error(), "AllowPlainHTTP") || strings.Contains(err.Error(), "CAFile") || strings.Contains(err.Error(), "PinSHA256")) {
+			t.Errorf("a Go field name in an error: %v", err)
+		}
+	}
+	// A self-signed Redfish BMC: its CA file and pin are kept.
+	writeFile(t, dir, "bmc-ca.pem", func() []byte { c, _ := testCert(t); return c }(), 0o644)
+	pin := strings.Repeat("ab", 32)
+	cfg, err = Parse([]byte(base+"    bmcs:\n    - {host: h, driver: redfish, address: 'https://b', username: u, password_file: bmc, ca_file: bmc-ca.pem, pin_sha256: '"+pin+"'}\n"), "c.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Pools[0].Fencing.BMCs[0]; b.CAFile != filepath.Join(dir, "bmc-ca.pem") || b.PinSHA256 != pin {
+		t.Fatalf("BMC TLS %+v", b)
 	}
 }
 

@@ -509,6 +509,8 @@ func (d *decoder) fencing(v *yaml.Node, path string, f *Fencing) {
 					"address":       func(v *yaml.Node, p string) { d.setStr(&b.Address, v, p) },
 					"username":      func(v *yaml.Node, p string) { d.setStr(&b.Username, v, p) },
 					"password_file": func(v *yaml.Node, p string) { d.setStr(&b.PasswordFile, v, p) },
+					"ca_file":       func(v *yaml.Node, p string) { d.setStr(&b.CAFile, v, p) },
+					"pin_sha256":    func(v *yaml.Node, p string) { d.setStr(&b.PinSHA256, v, p) },
 				})
 				f.BMCs = append(f.BMCs, b)
 			}
@@ -617,6 +619,7 @@ func (c *Config) resolvePaths(baseDir string) {
 		res(&c.Pools[i].TLS.CAFile)
 		for j := range c.Pools[i].Fencing.BMCs {
 			res(&c.Pools[i].Fencing.BMCs[j].PasswordFile)
+			res(&c.Pools[i].Fencing.BMCs[j].CAFile)
 		}
 	}
 }

@@ -25,7 +25,7 @@ var schemaKeys = []string{
 	"pools[].fencing", "pools[].fencing.levels", "pools[].fencing.delay", "pools[].fencing.storm_percent",
 	"pools[].fencing.heartbeat_timeout", "pools[].fencing.bmcs", "pools[].fencing.bmcs[].host",
 	"pools[].fencing.bmcs[].driver", "pools[].fencing.bmcs[].address", "pools[].fencing.bmcs[].username",
-	"pools[].fencing.bmcs[].password_file",
+	"pools[].fencing.bmcs[].password_file", "pools[].fencing.bmcs[].ca_file", "pools[].fencing.bmcs[].pin_sha256",
 	"journal.store", "journal.mysql", "journal.mysql.dsn", "journal.mysql.password_file", "journal.mysql.timeout",
 	"lease", "lease.id", "lease.advertise", "lease.duration", "lease.renew", "lease.margin",
 }
@@ -49,6 +49,7 @@ func TestExampleYAML(t *testing.T) {
 	writeFile(t, dir, "cluster-b.password", []byte("other\n"), 0o600)
 	writeFile(t, dir, "bmc-10.0.0.11.password", []byte("ipmi-secret\n"), 0o600)
 	writeFile(t, dir, "bmc-10.0.0.12.password", []byte("redfish-secret\n"), 0o600)
+	writeFile(t, dir, "bmc-10.0.0.12-ca.pem", cert, 0o644)
 	doc := strings.ReplaceAll(string(example), "/etc/xenha-bridge/", dir+"/")
 	path := writeFile(t, dir, "config.yaml", []byte(doc), 0o644)
 

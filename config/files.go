@@ -67,6 +67,9 @@ func (c *Config) loadFiles(r *reporter) {
 		for j := range p.Fencing.BMCs {
 			b := &p.Fencing.BMCs[j]
 			field := join(index(join(path, "fencing.bmcs"), j), "password_file")
+			if b.CAFile != "" {
+				checkCAFile(r, join(index(join(path, "fencing.bmcs"), j), "ca_file"), b.CAFile)
+			}
 			if b.PasswordFile == "" {
 				continue // reported by validate
 			}

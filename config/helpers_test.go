@@ -99,6 +99,18 @@ func render(t testing.TB, cfg *Config) []byte {
 	t.Helper()
 	pools := make([]map[string]any, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
+		bmcs := make([]map[string]any, 0, len(p.Fencing.BMCs))
+		for _, b := range p.Fencing.BMCs {
+			m := map[string]any{"host": b.Host, "driver": b.Driver, "address": b.Address, "username": b.Username,
+				"password_file": b.PasswordFile}
+			if b.CAFile != "" {
+				m["ca_file"] = b.CAFile
+			}
+			if b.PinSHA256 != "" {
+				m["pin_sha256"] = b.PinSHA256
+			}
+			bmcs = append(bmcs, m)
+		}
 		pools = append(pools, map[string]any{
 			"name":                  p.Name,
 			"members":               p.Members,
@@ -113,6 +125,13 @@ func render(t testing.TB, cfg *Config) []byte {
 				"ca_file":          p.TLS.CAFile,
 				"pin_sha256":       p.TLS.PinSHA256,
 				"allow_plain_http": p.TLS.AllowPlainHTTP,
+			},
+			"fencing": map[string]any{
+				"levels":            p.Fencing.Levels,
+				"delay":             p.Fencing.Delay.String(),
+				"storm_percent":     p.Fencing.StormPercent,
+				"heartbeat_timeout": p.Fencing.HeartbeatTimeout.String(),
+				"bmcs":              bmcs,
 			},
 		})
 	}

@@ -346,6 +346,37 @@ func (fc *Fencing) validate(r *reporter, path string) {
 		if b.PasswordFile == "" {
 			r.fieldf(join(bp, "password_file"), "is required: the file holding the BMC password")
 		}
+		b.validateTLS(r, bp)
+	}
+}
+
+// validateTLS checks a BMC's TLS keys as a pool's tls keys are checked.
+// Errors name config keys only.
+func (b *BMC) validateTLS(r *reporter, bp string) {
+	if b.PinSHA256 != "" && !validPin(b.PinSHA256) {
+		r.fieldf(join(bp, "pin_sha256"), "%s is not a SHA-256 fingerprint: 64 hex digits, colons allowed (openssl x509 -noout -fingerprint -sha256)",
+			quoteShort(b.PinSHA256))
+	}
+	if b.Driver == "ipmi" {
+		for _, kv := range [][2]string{{"ca_file", b.CAFile}, {"pin_sha256", b.PinSHA256}} {
+			if kv[1] != "" {
+				r.fieldf(join(bp, kv[0]), "applies to redfish BMCs only: IPMI has no TLS (remove it, or use driver: redfish)")
+			}
+		}
+		return
+	}
+	if b.Driver != "redfish" || b.Address == "" {
+		return
+	}
+	u, err := url.Parse(strings.TrimSpace(b.Address))
+	switch {
+	case err != nil:
+		r.fieldf(join(bp, "address"), "is not a URL: a Redfish BMC's address is https://host[:port]")
+	case strings.EqualFold(u.Scheme, "http"):
+		r.fieldf(join(bp, "address"), "is plain http: the BMC password would cross the network in clear. Use https://; for a BMC with a self-signed certificate set %s or %s",
+			join(bp, "ca_file"), join(bp, "pin_sha256"))
+	case !strings.EqualFold(u.Scheme, "https") || u.Host == "":
+		r.fieldf(join(bp, "address"), "is not an https URL: a Redfish BMC's address is https://host[:port]")
 	}
 }
 

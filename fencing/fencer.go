@@ -39,7 +39,11 @@ const (
 	Fenced       Outcome = "fenced"
 	Deferred     Outcome = "deferred_to_xenha"
 	RefusedAlive Outcome = "refused_host_alive"
-	Failed       Outcome = "failed"
+	// RefusedEvidence: nothing was tried because the witnesses do not
+	// prove the host dead (fewer than two independent witnesses, a
+	// two-host pool without a BMC, the fencing storm guard).
+	RefusedEvidence Outcome = "refused_insufficient_evidence"
+	Failed          Outcome = "failed"
 )
 
 // Level names, in the default order.
@@ -432,7 +436,7 @@ func (r *run) fence(ctx context.Context) error {
 		if strings.HasPrefix(refusal, "alive:") {
 			r.res.Outcome = RefusedAlive
 		} else {
-			r.res.Outcome = Failed
+			r.res.Outcome = RefusedEvidence
 		}
 		return nil
 	}
@@ -452,7 +456,15 @@ func (r *run) fence(ctx context.Context) error {
 		r.res.Outcome = Fenced
 		return nil
 	}
-	if !r.stillOurs(ctx) {
+	if ok, xenhaOn := r.stillOurs(ctx); !ok {
+		if xenhaOn {
+			// Not a failure: XenHA took control between the decision and
+			// the act. Reported as XenHA's, not finished yet: the caller
+			// asks again and reads XenHA's progress then.
+			r.res.Outcome = Deferred
+			r.res.OutsideLiveset, r.res.VMsHalted = false, false
+			return nil
+		}
 		r.res.Outcome = Failed
 		return nil
 	}
@@ -472,7 +484,7 @@ func (r *run) fence(ctx context.Context) error {
 // first destructive step: XenHA enabled since the view was read means the
 // bridge must not act. A pool without a reachable master cannot have had
 // XenHA enabled meanwhile.
-func (r *run) stillOurs(ctx context.Context) bool {
+func (r *run) stillOurs(ctx context.Context) (ok, xenhaOn bool) {
 	var ha, known bool
 	r.peer(func() {
 		err := r.req.Pool.Do(ctx, func(c *xapi.Client) error {
@@ -488,7 +500,7 @@ func (r *run) stillOurs(ctx context.Context) bool {
 	})
 	if known && ha {
 		r.step("controller", "XenHA was enabled since the decision: the bridge does not act", false)
-		return false
+		return false, true
 	}
 	var err error
 	if known {
@@ -498,9 +510,9 @@ func (r *run) stillOurs(ctx context.Context) bool {
 	}
 	if err != nil { // the last step before the first destructive call
 		r.step("decision", "refused: the journal cannot record the fence: "+err.Error(), false)
-		return false
+		return false, false
 	}
-	return true
+	return true, false
 }
 
 // hold re-checks the lease right before a destructive call and bounds the

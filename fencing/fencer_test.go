@@ -296,7 +296,7 @@ func TestGuards(t *testing.T) {
 			return h.Probe == "unreachable"
 		})
 		res := e.mustFence(2, nil)
-		if res.Outcome != Failed || dev.offs != 0 || !strings.Contains(trace(res), "storm") {
+		if res.Outcome != RefusedEvidence || dev.offs != 0 || !strings.Contains(trace(res), "storm") {
 			t.Fatalf("%s\n%s", res.Outcome, trace(res))
 		}
 	})
@@ -304,7 +304,7 @@ func TestGuards(t *testing.T) {
 		e := newEnv(t, 2, xenha.PolicyAuto, Options{})
 		e.crash(1)
 		res := e.mustFence(1, nil)
-		if res.Outcome != Failed || !strings.Contains(trace(res), "beyond the peer") || e.guestsOn(1) != 2 {
+		if res.Outcome != RefusedEvidence || !strings.Contains(trace(res), "beyond the peer") || e.guestsOn(1) != 2 {
 			t.Fatalf("%s\n%s", res.Outcome, trace(res))
 		}
 	})
@@ -332,6 +332,22 @@ func TestGuards(t *testing.T) {
 		e.sim.PowerOff(2) // heartbeat still young, live still true: only the probes say dead
 		res := e.mustFence(2, nil)
 		if res.Outcome == Fenced || e.guestsOn(2) != 2 {
+			t.Fatalf("%s\n%s", res.Outcome, trace(res))
+		}
+	})
+	t.Run("one witness only", func(t *testing.T) {
+		e := newEnv(t, 3, xenha.PolicyAuto, Options{})
+		e.sim.PowerOff(2)
+		// The peers lose their storage: the heartbeat cannot be read, the
+		// master still says live; only the bridge's probes say dead.
+		e.sim.CutStorage(0, true)
+		e.sim.CutStorage(1, true)
+		e.clock.Advance(150 * time.Second)
+		res := e.mustFence(2, nil)
+		// A refusal for want of evidence, not "every level failed": no
+		// level was tried.
+		if res.Outcome != RefusedEvidence || strings.Contains(trace(res), "level:") || e.guestsOn(2) != 2 ||
+			!strings.Contains(trace(res), "not enough evidence") {
 			t.Fatalf("%s\n%s", res.Outcome, trace(res))
 		}
 	})
@@ -563,5 +579,42 @@ func TestNoFenceTheJournalCannotRecord(t *testing.T) {
 	}
 	if !e.sim.State().Hosts[2].Powered || e.guestsOn(2) == 0 {
 		t.Fatal("the host was powered off or its VMs reset anyway")
+	}
+}
+
+// enableHAAt is a journal that enables XenHA in the simulated pool when a
+// step is written: XenHA taking over between the decision and the act.
+type enableHAAt struct {
+	journal.Store
+	sim  *xapisim.Sim
+	step string
+	done bool
+}
+
+func (j *enableHAAt) Append(e journal.Entry) (journal.Entry, error) {
+	if e.Step == j.step && e.OK && !j.done {
+		j.done = true
+		if err := j.sim.EnableHA(0, 60*time.Second); err != nil {
+			return journal.Entry{}, err
+		}
+	}
+	return j.Store.Append(e)
+}
+
+// XenHA enabled between the decision and the first destructive call: the
+// bridge does not act, and says XenHA has the host (not finished yet), not
+// that every level failed.
+func TestXenHAEnabledAfterTheDecisionIsDeferredNotFailed(t *testing.T) {
+	e := newEnv(t, 3, xenha.PolicyAuto, Options{})
+	e.f.opts.Journal = &enableHAAt{Store: e.j, sim: e.sim, step: "decision"}
+	dev := e.bmc(2)
+	// force: the host is up (XenHA can only be enabled with every host up).
+	res := e.mustFence(2, func(r *Request) { r.Force = true })
+	if res.Outcome != Deferred || res.OutsideLiveset || res.VMsHalted || dev.offs != 0 ||
+		!strings.Contains(trace(res), "XenHA was enabled since the decision") {
+		t.Fatalf("outcome %s offs %d\n%s", res.Outcome, dev.offs, trace(res))
+	}
+	if !e.sim.State().Hosts[2].Powered || e.guestsOn(2) == 0 {
+		t.Fatal("the host was powered off or its VMs reset")
 	}
 }

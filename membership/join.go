@@ -18,26 +18,6 @@ type Change struct {
 	Steps  []string
 }
 
-// xapiRefusals explains xapi's join and eject preconditions.
-var xapiRefusals = map[string]string{
-	xapi.CodeJoiningHostCannotContainSharedSRs:     "the joining host holds shared SRs: forget them on it first",
-	"JOINING_HOST_CANNOT_HAVE_RUNNING_VMS":         "the joining host runs VMs: shut them down or move them first",
-	"JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS": "the joining host is the master of other hosts: it is not standalone",
-	"JOINING_HOST_CONNECTION_FAILED":               "the joining host cannot reach the pool master",
-	xapi.CodeHAIsEnabled:                           "XenHA is on in the pool: disable it first (DisableXenHA), then enable it again",
-	"HOST_IN_USE":                                  "the host still runs VMs: migrate them first",
-	xapi.CodeSessionAuthenticationFailed:           "the pool master refused the pool's credentials",
-}
-
-func explain(err error) error {
-	if e, ok := xapi.AsError(err); ok {
-		if why, ok := xapiRefusals[e.Code]; ok {
-			return refuse("%s (xapi %s)", why, e.Code)
-		}
-	}
-	return err
-}
-
 // Join joins the standalone host at url to the pool and waits until the
 // master lists it; the pool's member list grows with it.
 func (s *Service) Join(ctx context.Context, h *xenha.Handle, rawURL string, creds xapi.Credentials, tls xapi.TLSOptions, dryRun bool) (*Change, error) {
@@ -115,8 +95,9 @@ func (s *Service) Join(ctx context.Context, h *xenha.Handle, rawURL string, cred
 		return nil, err
 	}
 	if err := c.PoolJoin(ctx, view.Master.Address, spec.Credentials.Username, spec.Credentials.Password); err != nil {
+		err = explain(err, "pool.join", xenha.HostView{UUID: me.UUID, Name: me.NameLabel, Address: me.Address}, nil)
 		s.end(h, "join", me.UUID, "pool.join failed: "+err.Error(), false, &out.Steps)
-		return nil, explain(err)
+		return nil, err
 	}
 	step("pool.join accepted by %s", me.NameLabel)
 	s.end(h, "join", me.UUID, "pool.join accepted", true, &out.Steps)
@@ -192,8 +173,9 @@ func (s *Service) Eject(ctx context.Context, h *xenha.Handle, hostID string, dry
 		return nil, err
 	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolEject(ctx, xapi.HostRef(host.Ref)) }); err != nil {
+		err = explain(err, "pool.eject", host, view)
 		s.end(h, "eject", host.UUID, "pool.eject failed: "+err.Error(), false, &out.Steps)
-		return nil, explain(err)
+		return nil, err
 	}
 	step("pool.eject accepted")
 	s.end(h, "eject", host.UUID, "pool.eject accepted", true, &out.Steps)

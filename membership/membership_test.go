@@ -247,3 +247,63 @@ func TestChooseTimeout(t *testing.T) {
 		}
 	}
 }
+
+// The dry run judges "live" as pool.enable_ha will: a host powered off a
+// moment ago is still live for xapi (600 s), but neither the bridge nor
+// the master reaches it, and pool.enable_ha would fail with HOST_OFFLINE.
+func TestEnableXenHARefusesAHostTheBridgeCannotReach(t *testing.T) {
+	e := newEnv(t, 3, 0, true)
+	if err := e.sim.PowerOff(2); err != nil {
+		t.Fatal(err)
+	}
+	off := e.sim.Info().Hosts[2]
+	if h, _ := e.handle().View().Host(off.UUID); !h.Live {
+		t.Fatal("the test wants xapi to still report the host live")
+	}
+	for _, dry := range []bool{true, false} {
+		_, err := e.s.EnableHA(ctx(t), e.handle(), false, "", 0, dry)
+		wantRefused(t, err, "does not answer the bridge")
+		wantRefused(t, err, off.UUID)
+		wantRefused(t, err, "HOST_OFFLINE")
+	}
+	if e.handle().View().HAEnabled || e.sim.State().Pools[0].HAEnabled {
+		t.Fatal("XenHA enabled although a host is off")
+	}
+	// Back on: the same dry run says yes.
+	if err := e.sim.PowerOn(2); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.s.EnableHA(ctx(t), e.handle(), false, "", 0, true)
+	if err != nil || !strings.Contains(strings.Join(res.Steps, " "), "every host is live and answers the bridge") {
+		t.Fatalf("after power on: %+v %v", res, err)
+	}
+}
+
+// A refusal xapi makes itself (here the master cannot reach a host the
+// bridge reaches: HOST_OFFLINE [ref]) comes back as an *XAPIError naming
+// the call, xapi's code and the host the ref stands for.
+func TestXAPIRefusalNamesCodeAndHost(t *testing.T) {
+	e := newEnv(t, 3, 0, true)
+	if err := e.sim.CutLink(0, 2, true); err != nil {
+		t.Fatal(err)
+	}
+	cut := e.sim.Info().Hosts[2]
+	_, err := e.s.EnableHA(ctx(t), e.handle(), false, "", 0, false)
+	var xe *XAPIError
+	if !errors.As(err, &xe) || xe.Call != "pool.enable_ha" || xe.Code() != xapi.CodeHostOffline || xe.HostUUID != cut.UUID ||
+		!strings.Contains(xe.Host, cut.UUID) || !strings.Contains(err.Error(), "HOST_OFFLINE") {
+		t.Fatalf("want pool.enable_ha HOST_OFFLINE naming %s, got %#v (%v)", cut.UUID, xe, err)
+	}
+	// DisableHA on a pool without XenHA is a no-op, so HA_NOT_ENABLED is
+	// reached through explain directly.
+	v := e.handle().View()
+	err = explain(&xapi.Error{Code: xapi.CodeHANotEnabled}, "pool.disable_ha", masterOf(v), v)
+	if !errors.As(err, &xe) || xe.Code() != xapi.CodeHANotEnabled || xe.HostUUID != v.Master.UUID {
+		t.Fatalf("disable_ha: %v", err)
+	}
+	// No answer at all: ErrUnreachable, naming the call and the host.
+	err = explain(&xapi.TransportError{URL: "https://10.0.0.9", Method: "pool.eject", Err: errors.New("connection refused")}, "pool.eject", v.Hosts[1], v)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), v.Hosts[1].UUID) || !strings.Contains(err.Error(), "pool.eject") {
+		t.Fatalf("transport: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
@@ -62,12 +63,10 @@ func (s *Service) EnableHA(ctx context.Context, h *xenha.Handle, acceptTwoHost b
 	default:
 		step("%d hosts: enough for XenHA", n)
 	}
-	for _, host := range view.Hosts {
-		if !host.Live {
-			return nil, refuse("host %s (%s) is not live: every host must be", host.Name, host.UUID)
-		}
+	if err := s.allLive(ctx, h, view); err != nil {
+		return nil, err
 	}
-	step("every host is live")
+	step("every host is live and answers the bridge")
 	sr, err := s.heartbeatSR(ctx, h, srUUID)
 	if err != nil {
 		return nil, err
@@ -98,8 +97,9 @@ func (s *Service) EnableHA(ctx context.Context, h *xenha.Handle, acceptTwoHost b
 		return c.PoolEnableHA(ctx, []xapi.SRRef{xapi.SRRef(sr.ref)}, map[string]string{"timeout": seconds(out.Timeout)})
 	})
 	if err != nil {
+		err = explain(err, "pool.enable_ha", masterOf(view), view)
 		s.end(h, "enable-ha", "", "pool.enable_ha failed: "+err.Error(), false, &out.Steps)
-		return nil, explain(err)
+		return nil, err
 	}
 	step("pool.enable_ha accepted")
 	s.end(h, "enable-ha", "", "pool.enable_ha accepted: XenHA now controls the pool", true, &out.Steps)
@@ -210,10 +210,60 @@ func (s *Service) DisableHA(ctx context.Context, h *xenha.Handle, dryRun bool) (
 		return nil, err
 	}
 	if err := h.Do(ctx, func(c *xapi.Client) error { return c.PoolDisableHA(ctx) }); err != nil {
+		err = explain(err, "pool.disable_ha", masterOf(view), view)
 		s.end(h, "disable-ha", "", "pool.disable_ha failed: "+err.Error(), false, &out.Steps)
-		return nil, explain(err)
+		return nil, err
 	}
 	out.Steps = append(out.Steps, "pool.disable_ha accepted")
 	s.end(h, "disable-ha", "", "pool.disable_ha accepted: the policy decides the controller again", true, &out.Steps)
 	return s.settled(ctx, h, out, false)
+}
+
+// masterOf is the pool master as a host: pool calls run there.
+func masterOf(v *xenha.PoolView) xenha.HostView {
+	if h, ok := v.Host(v.Master.UUID); ok && v.Master.UUID != "" {
+		return h
+	}
+	return xenha.HostView{UUID: v.Master.UUID, Name: v.Master.Name, Address: v.Master.Address}
+}
+
+// allLive judges "live" as pool.enable_ha will: xapi refuses with
+// HOST_OFFLINE when a host is not live or the master cannot reach it, and
+// xapi keeps host_metrics.live true for up to 600 s after a host stops.
+// So besides xapi's live, every host is asked now, by the bridge (the
+// view's last probe may be 30 s old): one the bridge cannot reach is not
+// taken as live.
+func (s *Service) allLive(ctx context.Context, h *xenha.Handle, view *xenha.PoolView) error {
+	for _, host := range view.Hosts {
+		if !host.Live {
+			return refuse("host %s (%s) is not live (xapi's host_metrics.live is false): every host must be; bring it back or eject it first", host.Name, host.UUID)
+		}
+	}
+	probes := make([]xapi.Probe, len(view.Hosts))
+	var wg sync.WaitGroup
+	for i, host := range view.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			probes[i] = h.Probe(ctx, host.Address)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, host := range view.Hosts {
+		state := probes[i].State
+		if state == xapi.ProbeUnknown && host.Probe != "" {
+			// Not a configured member: the prober's last word on it.
+			if host.Probe == xapi.ProbeUnreachable.String() {
+				state = xapi.ProbeUnreachable
+			}
+		}
+		if state == xapi.ProbeUnreachable {
+			return refuse("host %s (%s, %s) does not answer the bridge although xapi still reports it live (xapi keeps a stopped host live for up to 600 s): "+
+				"pool.enable_ha would fail with HOST_OFFLINE; bring the host back or eject it first", host.Name, host.UUID, host.Address)
+		}
+	}
+	return nil
 }

@@ -141,10 +141,11 @@ func eventPB(e xenha.Event) *pb.PoolEvent {
 }
 
 var outcomes = map[fencing.Outcome]pb.FenceOutcome{
-	fencing.Fenced:       pb.FenceOutcome_FENCE_OUTCOME_FENCED,
-	fencing.Deferred:     pb.FenceOutcome_FENCE_OUTCOME_DEFERRED_TO_XENHA,
-	fencing.RefusedAlive: pb.FenceOutcome_FENCE_OUTCOME_REFUSED_HOST_ALIVE,
-	fencing.Failed:       pb.FenceOutcome_FENCE_OUTCOME_FAILED,
+	fencing.Fenced:          pb.FenceOutcome_FENCE_OUTCOME_FENCED,
+	fencing.Deferred:        pb.FenceOutcome_FENCE_OUTCOME_DEFERRED_TO_XENHA,
+	fencing.RefusedAlive:    pb.FenceOutcome_FENCE_OUTCOME_REFUSED_HOST_ALIVE,
+	fencing.RefusedEvidence: pb.FenceOutcome_FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE,
+	fencing.Failed:          pb.FenceOutcome_FENCE_OUTCOME_FAILED,
 }
 
 func traceStepPB(s fencing.Step) *pb.TraceStep {

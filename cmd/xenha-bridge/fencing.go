@@ -57,12 +57,26 @@ func (b *bmcBook) lookup(pool string, h xenha.HostView) fencing.Device {
 	return nil
 }
 
-// addConfigured builds the BMCs a pool's configuration names.
+// addConfigured builds the BMCs a pool's configuration names, a Redfish
+// BMC with its configured trust (ca_file, pin_sha256), as the pools' tls.
+// The configuration's validator has checked them; an error here (a CA
+// file changed since) names the configuration keys.
 func (b *bmcBook) addConfigured(p config.Pool) error {
-	for _, c := range p.Fencing.BMCs {
-		d, err := newDevice(c.Driver, c.Address, c.Username, c.Password(), false)
+	for i, c := range p.Fencing.BMCs {
+		key := fmt.Sprintf("fencing.bmcs[%d]", i)
+		var d fencing.Device
+		var err error
+		if strings.EqualFold(c.Driver, "redfish") {
+			d, err = redfish.New(redfish.Config{URL: c.Address, Username: c.Username, Password: c.Password(),
+				CAFile: c.CAFile, PinSHA256: c.PinSHA256})
+			if err != nil && (c.CAFile != "" || c.PinSHA256 != "") {
+				err = fmt.Errorf("%w (check %s.ca_file and %s.pin_sha256)", err, key, key)
+			}
+		} else {
+			d, err = newDevice(c.Driver, c.Address, c.Username, c.Password(), false)
+		}
 		if err != nil {
-			return fmt.Errorf("pool %s: BMC of %s: %w", p.Name, c.Host, err)
+			return fmt.Errorf("pool %s: %s (BMC of %s): %w", p.Name, key, c.Host, err)
 		}
 		b.add(p.Name, c.Host, d)
 	}

@@ -117,10 +117,10 @@ func New(cfg Config) (*BMC, error) {
 	case "https":
 	case "http":
 		if !cfg.AllowPlainHTTP {
-			return nil, fmt.Errorf("redfish: refusing plain http to %s (Basic auth would send the password in clear): use https or set AllowPlainHTTP", u.Host)
+			return nil, fmt.Errorf("redfish: refusing plain http to %s (Basic auth would send the password in clear): use https", u.Host)
 		}
 		if cfg.CAFile != "" || cfg.PinSHA256 != "" {
-			return nil, fmt.Errorf("redfish: CAFile or PinSHA256 given, but %s is plain http", u.Host)
+			return nil, fmt.Errorf("redfish: a CA file or a certificate pin is given, but %s is plain http", u.Host)
 		}
 	default:
 		return nil, fmt.Errorf("redfish: BMC URL scheme must be https or http, got %q", u.Scheme)

@@ -321,8 +321,15 @@ const (
 	FenceOutcome_FENCE_OUTCOME_DEFERRED_TO_XENHA FenceOutcome = 2
 	// A trusted witness shows the host alive: not fenced.
 	FenceOutcome_FENCE_OUTCOME_REFUSED_HOST_ALIVE FenceOutcome = 3
-	// Every fencing level failed.
+	// Every fencing level failed (or the fence was stopped after the decision:
+	// the journal could not record it). The host may still run.
 	FenceOutcome_FENCE_OUTCOME_FAILED FenceOutcome = 4
+	// Not fenced, and nothing was tried: the witnesses do not prove the host
+	// dead (fewer than two independent witnesses, a two-host pool without a
+	// BMC, or the fencing storm guard). The trace says which; a caller treats
+	// it as "not fenced", like FAILED. Added in v1 after FAILED: a client
+	// that does not know it sees an unknown value and must treat it as not fenced.
+	FenceOutcome_FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE FenceOutcome = 5
 )
 
 // Enum value maps for FenceOutcome.
@@ -333,13 +340,15 @@ var (
 		2: "FENCE_OUTCOME_DEFERRED_TO_XENHA",
 		3: "FENCE_OUTCOME_REFUSED_HOST_ALIVE",
 		4: "FENCE_OUTCOME_FAILED",
+		5: "FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE",
 	}
 	FenceOutcome_value = map[string]int32{
-		"FENCE_OUTCOME_UNSPECIFIED":        0,
-		"FENCE_OUTCOME_FENCED":             1,
-		"FENCE_OUTCOME_DEFERRED_TO_XENHA":  2,
-		"FENCE_OUTCOME_REFUSED_HOST_ALIVE": 3,
-		"FENCE_OUTCOME_FAILED":             4,
+		"FENCE_OUTCOME_UNSPECIFIED":                   0,
+		"FENCE_OUTCOME_FENCED":                        1,
+		"FENCE_OUTCOME_DEFERRED_TO_XENHA":             2,
+		"FENCE_OUTCOME_REFUSED_HOST_ALIVE":            3,
+		"FENCE_OUTCOME_FAILED":                        4,
+		"FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE": 5,
 	}
 )
 
@@ -4026,13 +4035,14 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\x16ELECTED_BY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ELECTED_BY_XENHA\x10\x01\x12\x19\n" +
 	"\x15ELECTED_BY_CLOUDSTACK\x10\x02\x12\x13\n" +
-	"\x0fELECTED_BY_NONE\x10\x03*\xac\x01\n" +
+	"\x0fELECTED_BY_NONE\x10\x03*\xdd\x01\n" +
 	"\fFenceOutcome\x12\x1d\n" +
 	"\x19FENCE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FENCE_OUTCOME_FENCED\x10\x01\x12#\n" +
 	"\x1fFENCE_OUTCOME_DEFERRED_TO_XENHA\x10\x02\x12$\n" +
 	" FENCE_OUTCOME_REFUSED_HOST_ALIVE\x10\x03\x12\x18\n" +
-	"\x14FENCE_OUTCOME_FAILED\x10\x04*\xe5\x02\n" +
+	"\x14FENCE_OUTCOME_FAILED\x10\x04\x12/\n" +
+	"+FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE\x10\x05*\xe5\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19EVENT_TYPE_MASTER_CHANGED\x10\x01\x12\x1a\n" +

@@ -186,6 +186,11 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
             case FENCE_OUTCOME_REFUSED_HOST_ALIVE:
                 LOG.warn("xenha-bridge: refused to fence {}: a witness shows it alive. {}", Hosts.describe(host), trace(r));
                 return false;
+            case FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE:
+                // Nothing was tried: the witnesses do not prove the host dead.
+                // Not fenced, as for FAILED; CloudStack asks again later.
+                LOG.warn("xenha-bridge: refused to fence {}: not enough evidence that it is dead. {}", Hosts.describe(host), trace(r));
+                return false;
             default:
                 LOG.warn("xenha-bridge: fencing {} failed ({}). {}", Hosts.describe(host), r.getOutcome(), trace(r));
                 return false;

@@ -92,6 +92,8 @@ class FenceBuilderTest {
         assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host));
         bridge.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_FAILED));
         assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host));
+        bridge.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_REFUSED_INSUFFICIENT_EVIDENCE));
+        assertEquals(Boolean.FALSE, fencer.fenceOff(vm, host), "a refusal for want of evidence is not fenced, as FAILED");
         assertFalse(ctx.fences().isFenced(UUID0));
     }
 
