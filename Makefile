@@ -81,15 +81,18 @@ proto-check: proto
 # ipmi_sim (IPMI, Debian's openipmi) and mariadbd (the shared store of
 # several management servers; the tests start their own on loopback, the
 # packages start no service); the deploy tests build and run the
-# image with buildah and check the systemd unit with systemd-analyze. The
-# Debian packages are installed here when missing (XENHA_SKIP_IMAGE=1 and
-# XENHA_SKIP_SYSTEMD=1 skip those tests and their packages).
+# image with buildah, check the systemd unit with systemd-analyze and the
+# alerting rules with promtool and a real Prometheus (Debian's prometheus;
+# the tests start their own on loopback). The Debian packages are installed
+# here when missing (XENHA_SKIP_IMAGE=1, XENHA_SKIP_SYSTEMD=1 and
+# XENHA_SKIP_PROMETHEUS=1 skip those tests and their packages).
 peers:
 	$(call apt_need,ipmi_sim,openipmi,the IPMI peer of the tests)
 	$(call apt_need,mariadb-install-db,mariadb-server-core,the MariaDB of the shared-store tests)
 	$(call apt_need,my_print_defaults,mariadb-client-core,which mariadb-install-db needs)
 	$(if $(filter 1,$(XENHA_SKIP_IMAGE)),,$(call apt_need,buildah,buildah,which the image test builds and runs the image with))
 	$(if $(filter 1,$(XENHA_SKIP_SYSTEMD)),,$(call apt_need,systemd-analyze,systemd,which checks the unit file))
+	$(if $(filter 1,$(XENHA_SKIP_PROMETHEUS)),,$(call apt_need,promtool,prometheus,which checks the alerting rules and runs them in a real Prometheus))
 
 test-go: peers $(VENV)/.installed
 	XENHA_VENV=$(abspath $(VENV)) $(GO) test -race -count=1 ./...

@@ -126,7 +126,7 @@ func unitSettings(t *testing.T) map[string][]string {
 	return settings
 }
 
-// TestUnitPromises: what README promises of the unit is in it.
+// TestUnitPromises: what docs/install.md promises of the unit is in it.
 func TestUnitPromises(t *testing.T) {
 	s := unitSettings(t)
 	for key, want := range map[string]string{

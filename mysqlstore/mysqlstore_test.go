@@ -148,7 +148,7 @@ func TestStats(t *testing.T) {
 	}
 }
 
-// README's GRANT is enough: the schema, the journal, results, epochs,
+// docs/several-management-servers.md's GRANT is enough: the schema, the journal, results, epochs,
 // leases and the metrics' size query.
 func TestTheDocumentedPrivilegesSuffice(t *testing.T) {
 	db := mariadbtest.New(t)

@@ -7,9 +7,7 @@ import (
 	"io"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	"github.com/cloudstack-xenha/xenha-bridge/config"
 )
@@ -20,30 +18,29 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+const healthAbout = `Asks a running bridge's gRPC health service and prints one line; exits 0
+only when the answer is SERVING (for container and systemd probes).`
+
 // runHealth asks a bridge's gRPC health service, for container and systemd
 // probes (the image has no shell and no grpc_health_probe). It prints one
 // line and exits 0 only when the answer is SERVING.
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	conn := addConnFlags(fs, 3*time.Second)
 	service := fs.String("service", "", "the service to ask about (\"\": the whole server; cloudstack.xenha.v1.XenHAService: the API)")
 	wait := fs.Duration("wait", 0, "keep asking until SERVING or this long has passed (e.g. 60s while the bridge starts)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, healthAbout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("health: unexpected argument %q", fs.Arg(0))
 	}
 	cc, err := conn.dial()
 	if err != nil {
-		return fmt.Errorf("health: %w", err)
+		return err
 	}
 	defer cc.Close()
 	client := healthpb.NewHealthClient(cc)
 	deadline := time.Now().Add(*wait)
 	for {
-		line, serving := checkHealth(ctx, client, *service, *conn.timeout)
+		line, serving := checkHealth(ctx, client, *service, conn)
 		if serving || !time.Now().Before(deadline) || ctx.Err() != nil {
 			fmt.Fprintf(stdout, "%s %s\n", *conn.addr, line)
 			if serving {
@@ -59,16 +56,12 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // checkHealth makes one Check call and says what it answered.
-func checkHealth(ctx context.Context, client healthpb.HealthClient, service string, timeout time.Duration) (string, bool) {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+func checkHealth(ctx context.Context, client healthpb.HealthClient, service string, conn *connFlags) (string, bool) {
+	cctx, cancel := context.WithTimeout(ctx, *conn.timeout)
 	defer cancel()
 	resp, err := client.Check(cctx, &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
-		st, _ := status.FromError(err)
-		if st.Code() == codes.DeadlineExceeded {
-			return "UNREACHABLE: no answer within " + timeout.String(), false
-		}
-		return fmt.Sprintf("UNREACHABLE: %s: %s", st.Code(), st.Message()), false
+		return "UNREACHABLE: " + conn.explain(err).Error(), false
 	}
 	s := resp.GetStatus()
 	return s.String(), s == healthpb.HealthCheckResponse_SERVING

@@ -17,24 +17,24 @@ import (
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 )
 
+const journalAbout = `Prints a pool's journal from a running bridge (--pool), copies the running
+bridge's journal into a file (--backup), or verifies a journal file no
+bridge holds (--check).`
+
 // runJournal prints a pool's journal from a running bridge (the journal
 // file is held by the bridge, so this goes through the API), copies the
 // whole journal from a running bridge (--backup), or checks a journal file
 // no bridge holds (--check: a backup before it is restored).
 func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	conn := addConnFlags(fs, time.Minute)
 	pool := fs.String("pool", "", "print this pool's journal (name or UUID)")
 	after := fs.Uint64("after", 0, "with --pool: entries after this sequence number")
 	limit := fs.Int("limit", 1000, "with --pool: at most this many entries")
 	backup := fs.String("backup", "", "write a consistent copy of the running bridge's journal to this file (mode 0600; replaced if it exists)")
 	check := fs.String("check", "", "verify this journal file, which no bridge may hold (a backup, before restoring it), and summarize it")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, journalAbout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("journal: unexpected argument %q", fs.Arg(0))
 	}
 	modes := 0
 	for _, s := range []string{*pool, *backup, *check} {
@@ -43,7 +43,7 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if modes != 1 {
-		return errors.New("journal: say what to do: --pool NAME (print a pool's journal), --backup FILE (copy the running bridge's journal) or --check FILE (verify a journal file)")
+		return errors.New("say what to do: --pool NAME (print a pool's journal), --backup FILE (copy the running bridge's journal) or --check FILE (verify a journal file)")
 	}
 	if *check != "" {
 		sum, err := journal.Check(*check)
@@ -57,7 +57,7 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	cc, err := conn.dial()
 	if err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return err
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, *conn.timeout)
@@ -67,11 +67,11 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	client := pb.NewXenHAServiceClient(cc)
 	if *backup != "" {
-		return backupJournal(ctx, client, *backup, stdout)
+		return conn.explain(backupJournal(ctx, client, *backup, stdout))
 	}
 	resp, err := client.Journal(ctx, &pb.JournalRequest{Pool: *pool, AfterSequence: *after, Limit: int32(*limit)})
 	if err != nil {
-		return err
+		return conn.explain(err)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "SEQ\tTIME\tKIND\tSTEP\tOK\tEPOCH\tHOST\tREQUEST\tDETAIL")

@@ -25,16 +25,22 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		var exit exitError
-		switch {
-		case errors.As(err, &exit):
-			os.Exit(exit.code) // its message is printed
-		case !errors.Is(err, flag.ErrHelp):
-			fmt.Fprintln(os.Stderr, "xenha-bridge:", err)
-		}
-		os.Exit(2)
+	os.Exit(exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode prints what err says, as "xenha-bridge: COMMAND: ...", and
+// returns the process's exit status: 0 for success and for --help, an
+// exitError's own code (its message is printed already), else 2.
+func exitCode(err error, stderr io.Writer) int {
+	var exit exitError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &exit):
+		return exit.code
 	}
+	fmt.Fprintln(stderr, "xenha-bridge:", err)
+	return 2
 }
 
 const usage = `usage: xenha-bridge <command> [flags]
@@ -42,43 +48,57 @@ const usage = `usage: xenha-bridge <command> [flags]
 commands:
   serve    run the gRPC service (--config FILE, --listen ADDR, --metrics ADDR, --simulate, --new-journal)
   status   print each pool's controller, master, hosts, warnings, epoch and last journal entries (--pool NAME, --json)
-  health   ask a running bridge's health service; exit 0 only when SERVING (--addr ADDR)
+  health   ask a running bridge's health service; exit 0 only when SERVING (--service NAME, --wait DURATION)
   journal  print a pool's journal from a running bridge (--pool NAME), back the journal up while it serves
            (--backup FILE), or verify a journal file no bridge holds (--check FILE)
   sim      run a simulated XenServer pool on loopback and print its addresses
   version  print the version
+
+status, health and journal reach a running bridge with the same flags:
+  --addr ADDR  --token-file FILE  --ca-file FILE  --tls-server-name NAME  --timeout DURATION
+xenha-bridge COMMAND --help lists a command's flags.
 `
 
+// run runs one command. Its errors name the command (commandError);
+// flag.ErrHelp means help was asked for and printed.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		return exitError{2}
 	}
+	var err error
 	switch args[0] {
 	case "serve":
-		return runServe(ctx, args[1:], stdout, stderr)
+		err = runServe(ctx, args[1:], stdout, stderr)
 	case "sim":
-		return runSim(ctx, args[1:], stdout, stderr)
+		err = runSim(ctx, args[1:], stdout, stderr)
 	case "journal":
-		return runJournal(ctx, args[1:], stdout, stderr)
+		err = runJournal(ctx, args[1:], stdout, stderr)
 	case "status":
-		return runStatus(ctx, args[1:], stdout, stderr)
+		err = runStatus(ctx, args[1:], stdout, stderr)
 	case "health":
-		return runHealth(ctx, args[1:], stdout, stderr)
+		err = runHealth(ctx, args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "xenha-bridge", version)
-		return nil
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		if err = parseFlags(fs, args[1:], stdout, "Prints the version."); err == nil {
+			fmt.Fprintln(stdout, "xenha-bridge", version)
+		}
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	var exit exitError
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.As(err, &exit) {
+		return err
+	}
+	return &commandError{cmd: args[0], err: err}
 }
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	hosts := fs.Int("hosts", 3, "pool members")
 	standalone := fs.Int("standalone", 0, "extra standalone hosts (one-host pools, for pool.join)")
 	vms := fs.Int("vms", 2, "guest VMs per host (0 for none)")
@@ -87,7 +107,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	haTimeout := fs.Duration("enable-ha", 0, "enable XenHA at start with this timeout T (e.g. 60s); 0 leaves it off")
 	jsonOut := fs.Bool("json", false, "print the addresses as one JSON line (for scripts)")
 	verbose := fs.Bool("v", false, "log simulator decisions to stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, "Runs a simulated XenServer pool on loopback and prints its addresses; Ctrl-C stops it."); err != nil {
 		return err
 	}
 	if *vms == 0 {

@@ -151,7 +151,9 @@ func TestOperatorView(t *testing.T) {
 	for _, want := range []string{
 		"POOL  CONTROLLER  MASTER", "\nsim   cloudstack  " + newMaster,
 		"controller: cloudstack (policy auto, XenHA off)", "epoch:      2",
-		"hosts:      3 of 3 live", "journal:    last 5", "operator-1", "elected by cloudstack",
+		"hosts:      3 of 3 live (xapi), 2 reached by the bridge", "journal:    last 5", "operator-1", "elected by cloudstack",
+		// The dead master: live for xapi (600 s), unreachable for the bridge, side by side.
+		"  yes   unreachable  yes  ", "LIVE yes with PROBE unreachable",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -178,6 +180,12 @@ func TestOperatorView(t *testing.T) {
 	if p.Name != "sim" || p.Controller != "cloudstack" || p.Policy != "auto" || p.Epoch != 2 || p.Master.Name != newMaster ||
 		p.HostCount != 3 || len(p.Hosts) != 3 || len(p.Journal) != 3 || last.Step != "result" || last.RequestID != "operator-1" || !last.OK {
 		t.Fatalf("status --json: %s", out)
+	}
+
+	for _, h := range p.Hosts {
+		if h.Name == newMaster && !h.Reached || h.Name != newMaster && h.Probe == "unreachable" && (h.Reached || !h.Live) {
+			t.Errorf("status --json: host %+v", h)
+		}
 	}
 
 	// An unknown pool is an error naming it.

@@ -123,13 +123,22 @@ type masterStatus struct {
 	Reachable bool   `json:"reachable"`
 }
 
+// hostStatus is a host as xapi records it (Live: host_metrics.live, which
+// stays true for 600 s after a host dies) and as the bridge reaches it
+// (Probe: what its last probe got; Reached: it answered).
 type hostStatus struct {
 	UUID    string `json:"uuid"`
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Live    bool   `json:"live"`
-	Enabled bool   `json:"enabled"`
 	Probe   string `json:"probe"`
+	Reached bool   `json:"reached"`
+	Enabled bool   `json:"enabled"`
+}
+
+// reached says whether a probe's answer means the host's XAPI answered.
+func reached(probe string) bool {
+	return probe == "master" || probe == "slave" || probe == "emergency"
 }
 
 type warningStatus struct {
@@ -149,38 +158,39 @@ type journalLine struct {
 	Detail    string    `json:"detail"`
 }
 
+const statusAbout = `Prints, for each pool the bridge attaches (or one), who controls it, its
+master, its hosts (LIVE as xapi records it, PROBE as the bridge reaches
+them), its warnings in full sentences, its epoch and its last journal
+entries: a table for people, a JSON document with --json.`
+
 // runStatus prints, for each pool (or one), who controls it, its master,
 // its hosts, its warnings in full sentences, its epoch and its last
 // journal entries: a table for people, a JSON document with --json.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	conn := addConnFlags(fs, 10*time.Second)
 	pool := fs.String("pool", "", "only this pool (name or UUID)")
 	jsonOut := fs.Bool("json", false, "print a JSON document (for scripts)")
 	entries := fs.Int("entries", 5, "journal entries shown per pool")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, statusAbout); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("status: unexpected argument %q", fs.Arg(0))
-	}
 	if *entries < 0 || *entries > 1000 {
-		return errors.New("status: --entries must be between 0 and 1000")
+		return errors.New("--entries must be between 0 and 1000")
 	}
 	cc, err := conn.dial()
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return err
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, *conn.timeout)
 	defer cancel()
 	if ctx, err = conn.authorize(ctx); err != nil {
-		return fmt.Errorf("status: %w", err)
+		return err
 	}
 	rep, err := gatherStatus(ctx, pb.NewXenHAServiceClient(cc), *pool, *entries)
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return conn.explain(err)
 	}
 	rep.Addr = *conn.addr
 	if *jsonOut {
@@ -199,7 +209,7 @@ func gatherStatus(ctx context.Context, c pb.XenHAServiceClient, only string, ent
 	} else {
 		list, err := c.ListPools(ctx, &pb.ListPoolsRequest{})
 		if err != nil {
-			return nil, describeErr(err)
+			return nil, err
 		}
 		for _, p := range list.GetPools() {
 			names = append(names, p.GetName())
@@ -212,14 +222,14 @@ func gatherStatus(ctx context.Context, c pb.XenHAServiceClient, only string, ent
 			continue // detached since ListPools
 		}
 		if err != nil {
-			return nil, describeErr(err)
+			return nil, err
 		}
 		ps := poolFromHAMode(m)
 		if entries > 0 {
 			lines, err := lastJournal(ctx, c, m.GetPool(), entries)
 			switch {
 			case err != nil && ctx.Err() != nil:
-				return nil, describeErr(err)
+				return nil, err
 			case err != nil:
 				ps.JournalError = describeErr(err).Error()
 			default:
@@ -265,7 +275,7 @@ func poolFromHAMode(m *pb.HAModeResponse) poolStatus {
 	}
 	for _, h := range m.GetHosts() {
 		ps.Hosts = append(ps.Hosts, hostStatus{UUID: h.GetUuid(), Name: h.GetName(), Address: h.GetAddress(),
-			Live: h.GetLive(), Enabled: h.GetEnabled(), Probe: h.GetProbe()})
+			Live: h.GetLive(), Enabled: h.GetEnabled(), Probe: h.GetProbe(), Reached: reached(h.GetProbe())})
 	}
 	for _, w := range m.GetWarnings() {
 		ps.Warnings = append(ps.Warnings, warningStatus{Code: enumName(w.GetCode().String(), "WARNING_CODE_"), Message: w.GetMessage()})
@@ -374,6 +384,28 @@ func printStatus(w io.Writer, rep *statusReport, width int) error {
 	return nil
 }
 
+// reachedNote says how many hosts the bridge reaches beside xapi's live
+// count (nothing before any probe), and whether a host xapi calls live
+// does not answer the bridge.
+func reachedNote(hosts []hostStatus) (note string, liveNotReached bool) {
+	probed, got := 0, 0
+	for _, h := range hosts {
+		if h.Probe == "" {
+			continue
+		}
+		probed++
+		if reached(h.Probe) {
+			got++
+		} else if h.Live {
+			liveNotReached = true
+		}
+	}
+	if probed == 0 {
+		return "", false
+	}
+	return fmt.Sprintf(" (xapi), %d reached by the bridge", got), liveNotReached
+}
+
 func masterCell(m masterStatus) string {
 	if m.Name == "" && m.UUID == "" {
 		return "-"
@@ -424,15 +456,24 @@ func printPool(w io.Writer, p poolStatus, now time.Time, width int) {
 	if l := p.Lease; l != nil {
 		fmt.Fprintf(tw, "  lease:\t%s\n", leaseLine(l))
 	}
-	fmt.Fprintf(tw, "  hosts:\t%d of %d live\n", p.LiveHostCount, p.HostCount)
+	note, liveNotReached := reachedNote(p.Hosts)
+	fmt.Fprintf(tw, "  hosts:\t%d of %d live%s\n", p.LiveHostCount, p.HostCount, note)
 	tw.Flush()
 	if len(p.Hosts) > 0 {
+		// LIVE is xapi's word (a dead host stays live for 600 s), PROBE the
+		// bridge's: side by side.
 		ht := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(ht, "    NAME\tADDRESS\tLIVE\tENABLED\tPROBE\tUUID")
+		fmt.Fprintln(ht, "    NAME\tADDRESS\tLIVE\tPROBE\tENABLED\tUUID")
 		for _, h := range p.Hosts {
-			fmt.Fprintf(ht, "    %s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, yesNo(h.Live), yesNo(h.Enabled), orDash(h.Probe), short(h.UUID))
+			fmt.Fprintf(ht, "    %s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, yesNo(h.Live), orDash(h.Probe), yesNo(h.Enabled), short(h.UUID))
 		}
 		ht.Flush()
+		if liveNotReached {
+			for _, line := range wrap("LIVE yes with PROBE unreachable: xapi has not declared the host dead yet "+
+				"(it waits up to 600 s), but the bridge does not reach it.", width-4) {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		}
 	}
 	if len(p.Warnings) == 0 {
 		fmt.Fprintln(w, "  warnings:   none")

@@ -66,63 +66,61 @@ def served():
         proc.wait(timeout=15)
 
 
-def test_try_it_commands_work_as_printed(served):
-    env = dict(os.environ, PATH=os.path.dirname(GRPCURL) + os.pathsep + os.environ["PATH"])
-    cmds = try_it_commands()
-    assert any("HAMode" in c for c in cmds) and any("PoolEvents" in c for c in cmds)
-    expect = {
-        " list": "cloudstack.xenha.v1.XenHAService",
-        "describe": "rpc HAMode",
-        "HAMode": "CONTROLLER_CLOUDSTACK",
-        "ListPools": '"name": "sim"',
-        "Health/Check": "SERVING",
-        "FenceHost": "FENCE_OUTCOME_REFUSED_HOST_ALIVE",
-        "power-off": '"status":"ok"',
-        "ElectMaster": "ELECTED_BY_CLOUDSTACK",
-        "journal --pool": "emergency_transition_to_master",
-    }
-    stream = None
+def run_block(cmds, expect, env):
+    """Run each command as printed; expect maps a fragment of a command to
+    (whether it must succeed, what its output must contain)."""
     for cmd in cmds:
-        if "PoolEvents" in cmd:
-            stream = subprocess.Popen(cmd, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            time.sleep(1.5)  # let it subscribe before the fault below
-            continue
-        out = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, f"{cmd}\n{out.stdout}{out.stderr}"
-        for key, want in expect.items():
-            if key in cmd:
-                assert want in out.stdout, f"{cmd}: {want!r} not in\n{out.stdout}"
-    assert stream is not None
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in stream.stdout], daemon=True).start()
-    deadline = time.time() + 15
-    seen = ""
-    while "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" not in seen and time.time() < deadline:
-        try:
-            seen += lines.get(timeout=0.5)
-        except queue.Empty:
-            pass
-    stream.terminate()
-    stream.wait(timeout=5)
-    assert "EVENT_TYPE_MASTER_LOST" in seen, seen
-    assert "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" in seen, seen
-
-
-def test_membership_commands_work_as_printed(served):
-    env = dict(os.environ, PATH=os.path.dirname(GRPCURL) + os.pathsep + os.environ["PATH"])
-    cmds = readme_block("membership")
-    assert len(cmds) == 8
-    expect = [
-        (True, "HOST_CLASS_STANDALONE"),
-        (True, "would run pool.join"),
-        (True, "the master lists host-3"),
-        (True, "HOST_CLASS_MANAGED"),
-        (True, "CONTROLLER_XENHA"),
-        (True, "CONTROLLER_CLOUDSTACK"),
-        (False, "is the pool master"),
-        (True, "dropped from the pool's members"),
-    ]
-    for cmd, (ok, want) in zip(cmds, expect):
         out = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90)
+        ok, want = next(((ok, want) for key, (ok, want) in expect.items() if key in cmd), (True, ""))
         assert (out.returncode == 0) == ok, f"{cmd}\n{out.stdout}{out.stderr}"
         assert want in out.stdout + out.stderr, f"{cmd}: {want!r} not in\n{out.stdout}{out.stderr}"
+
+
+def test_readme_commands_work_as_printed_in_order(served):
+    """Terminal 2's stream, then terminal 3's blocks in README's order, on
+    one bridge: each example must hold after the ones before it."""
+    env = dict(os.environ, PATH=os.path.dirname(GRPCURL) + os.pathsep + os.environ["PATH"])
+    (events,) = readme_block("events")
+    stream = subprocess.Popen(events, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in stream.stdout], daemon=True).start()
+    time.sleep(1.5)  # let it subscribe before the fault below
+    try:
+        try_it = try_it_commands()
+        assert any("HAMode" in c for c in try_it) and any("ElectMaster" in c for c in try_it)
+        run_block(try_it, {
+            " list": (True, "cloudstack.xenha.v1.XenHAService"),
+            "HAMode": (True, "CONTROLLER_CLOUDSTACK"),
+            "ListPools": (True, '"name": "sim"'),
+            "Health/Check": (True, "SERVING"),
+            "FenceHost": (True, "FENCE_OUTCOME_REFUSED_HOST_ALIVE"),
+            "power-off": (True, '"status":"ok"'),
+            "ElectMaster": (True, "ELECTED_BY_CLOUDSTACK"),
+            "journal --pool": (True, "emergency_transition_to_master"),
+            "power-on": (True, '"status":"ok"'),
+            "status": (True, "sim"),
+        }, env)
+        deadline = time.time() + 30
+        seen = ""
+        while not ("MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" in seen and "SPLIT_BRAIN" in seen) and time.time() < deadline:
+            try:
+                seen += lines.get(timeout=0.5)
+            except queue.Empty:
+                pass
+        assert "EVENT_TYPE_MASTER_LOST" in seen, seen
+        assert "MASTER_CHANGE_CAUSE_CLOUDSTACK_ELECTION" in seen, seen
+        assert "SPLIT_BRAIN" in seen, seen
+
+        membership = readme_block("membership")
+        assert len(membership) == 6
+        run_block(membership, {
+            "ClassifyHost": (True, "HOST_CLASS_STANDALONE"),
+            '"dryRun":true': (True, "would run pool.join"),
+            "JoinHost": (True, "the master lists host-3"),
+            "EnableXenHA": (True, "CONTROLLER_XENHA"),
+            "DisableXenHA": (True, "CONTROLLER_CLOUDSTACK"),
+            "EjectHost": (True, "dropped from the pool's members"),
+        }, env)
+    finally:
+        stream.terminate()
+        stream.wait(timeout=5)
