@@ -26,6 +26,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/elect"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
+	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/metrics"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
 	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
@@ -137,9 +138,11 @@ func TestAlertRules(t *testing.T) {
 var exportedNames map[string]bool
 
 // exported is every metric name a bridge's /metrics can show, read from
-// the metrics package's registry with a pool, a journal, an election, a
-// fence and XAPI calls observed (a vector shows only the series it has),
-// plus the gRPC server's, and Prometheus's own up.
+// the metrics package's registry with a pool, a journal, the pool's lease
+// (a bridge with journal.store: mysql; the lease is read from a fake
+// keeper, the collector is the bridge's), an election, a fence and XAPI
+// calls observed (a vector shows only the series it has), plus the gRPC
+// server's, and Prometheus's own up.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	if exportedNames != nil {
@@ -169,6 +172,7 @@ func exported(t *testing.T) map[string]bool {
 		TLS:         xapi.TLSOptions{AllowPlainHTTP: true}, ProbeInterval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
+	m.WatchLeases(pools, heldLeases{})
 	m.ObserveElection(elect.Observation{Pool: "sim", Result: &elect.Result{ElectedBy: elect.ByCloudStack}, Took: time.Second})
 	m.ObserveFence(fencing.Observation{Pool: "sim", Result: &fencing.Result{Outcome: fencing.Fenced}, Took: time.Second})
 	m.ObserveXAPICall("pool.get_all", time.Millisecond, &xapi.Error{Code: xapi.CodeHostIsSlave})
@@ -198,13 +202,21 @@ func exported(t *testing.T) map[string]bool {
 			}
 		}
 	}
-	for _, want := range []string{"xenha_bridge_pool_master_reachable", "xenha_bridge_fences_total", "grpc_server_handled_total"} {
+	for _, want := range []string{"xenha_bridge_pool_master_reachable", "xenha_bridge_fences_total", "grpc_server_handled_total",
+		"xenha_bridge_lease_term"} {
 		if !names[want] {
 			t.Fatalf("the registry has no %s: %v", want, names)
 		}
 	}
 	exportedNames = names
 	return names
+}
+
+// heldLeases is a lease keeper that holds every pool's lease, at term 1.
+type heldLeases struct{}
+
+func (heldLeases) Status(uuid string) lease.Status {
+	return lease.Status{Pool: uuid, Known: true, Mine: true, Holder: "test", Term: 1}
 }
 
 var (

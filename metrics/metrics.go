@@ -6,7 +6,8 @@
 // what they do is reported through their Observe options (xapi, elect,
 // fencing), which this package implements, and what they are is read from
 // them when Prometheus scrapes (the pools' views, the event hub, the
-// journal's size) by collectors that hold no state of their own.
+// journal's size, the pools' leases) by collectors that hold no state of
+// their own.
 package metrics
 
 import (

@@ -169,6 +169,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		guard = keeper
+		obs.WatchLeases(pools, keeper)
 		kctx, stopLeases := context.WithCancel(context.Background())
 		leasesDone := make(chan struct{})
 		go func() { keeper.Run(kctx); close(leasesDone) }()
