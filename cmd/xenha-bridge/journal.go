@@ -30,7 +30,7 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	conn := addConnFlags(fs, time.Minute)
 	pool := fs.String("pool", "", "print this pool's journal (name or UUID)")
 	after := fs.Uint64("after", 0, "with --pool: entries after this sequence number")
-	limit := fs.Int("limit", 1000, "with --pool: at most this many entries")
+	limit := fs.Int("limit", 0, "with --pool: at most this many entries (0: the whole journal, read in pages)")
 	backup := fs.String("backup", "", "write a consistent copy of the running bridge's journal to this file (mode 0600; replaced if it exists)")
 	check := fs.String("check", "", "verify this journal file, which no bridge may hold (a backup, before restoring it), and summarize it")
 	if err := parseFlags(fs, args, stdout, journalAbout); err != nil {
@@ -69,17 +69,44 @@ func runJournal(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *backup != "" {
 		return conn.explain(backupJournal(ctx, client, *backup, stdout))
 	}
-	resp, err := client.Journal(ctx, &pb.JournalRequest{Pool: *pool, AfterSequence: *after, Limit: int32(*limit)})
+	if *limit < 0 {
+		return errors.New("--limit must not be negative")
+	}
+	entries, err := readJournal(ctx, client, *pool, *after, *limit)
 	if err != nil {
 		return conn.explain(err)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "SEQ\tTIME\tKIND\tSTEP\tOK\tEPOCH\tHOST\tREQUEST\tDETAIL")
-	for _, e := range resp.GetEntries() {
+	for _, e := range entries {
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%d\t%s\t%s\t%s\n", e.GetSequence(), e.GetTime().AsTime().UTC().Format(time.RFC3339),
 			e.GetKind(), e.GetStep(), e.GetOk(), e.GetEpoch(), short(e.GetHostUuid()), e.GetRequestId(), e.GetDetail())
 	}
 	return w.Flush()
+}
+
+// readJournal reads a pool's entries after a sequence number, page by
+// page (the API answers at most 1000 at a time by default), up to limit
+// (0: all of them).
+func readJournal(ctx context.Context, client pb.XenHAServiceClient, pool string, after uint64, limit int) ([]*pb.JournalEntry, error) {
+	const page = 1000
+	var out []*pb.JournalEntry
+	for {
+		n := page
+		if limit > 0 {
+			n = min(page, limit-len(out))
+		}
+		resp, err := client.Journal(ctx, &pb.JournalRequest{Pool: pool, AfterSequence: after, Limit: int32(n)})
+		if err != nil {
+			return nil, err
+		}
+		got := resp.GetEntries()
+		out = append(out, got...)
+		if len(got) < n || limit > 0 && len(out) >= limit {
+			return out, nil
+		}
+		after = got[len(got)-1].GetSequence()
+	}
 }
 
 // backupJournal copies the running bridge's journal into path: received

@@ -177,3 +177,31 @@ func TestWrap(t *testing.T) {
 		}
 	}
 }
+
+// `journal --pool` prints the whole journal by default, page by page, and
+// stops at --limit when one is given.
+func TestReadJournalPagesThroughTheWholeJournal(t *testing.T) {
+	for _, tc := range []struct {
+		entries uint64
+		limit   int
+		want    int
+	}{
+		{0, 0, 0}, {999, 0, 999}, {1000, 0, 1000}, {2500, 0, 2500}, {2500, 1200, 1200}, {10, 3, 3},
+	} {
+		f := &fakeJournal{n: tc.entries}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		got, err := readJournal(ctx, journalClient(t, f), "p", 0, tc.limit)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != tc.want {
+			t.Fatalf("%d entries, limit %d: got %d", tc.entries, tc.limit, len(got))
+		}
+		for i, e := range got {
+			if e.GetSequence() != uint64(i+1) {
+				t.Fatalf("%d entries: entry %d is %d", tc.entries, i, e.GetSequence())
+			}
+		}
+	}
+}
