@@ -32,7 +32,6 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML configuration file (see config/example.yaml); none: defaults, no pools")
 	listen := fs.String("listen", "", "gRPC listen address, overriding the configuration's")
 	simulate := fs.Bool("simulate", false, "start an embedded simulated 3-host pool and attach it as \"sim\"")
@@ -44,11 +43,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	newJournal := fs.Bool("new-journal", false, "start a new, empty journal if the journal file is damaged, empty, or missing where one was "+
 		"created (the damaged file is kept beside it); every pool's epochs start again from 1. A healthy journal is always kept")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics, overriding the configuration's metrics.listen")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, "Serve the gRPC API for the pools of the configuration (and, with --simulate, an embedded simulated pool)."); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 
 	cfg := config.Default()
