@@ -477,7 +477,17 @@ func (el *election) candidate(c claims, suspects []xenha.HostView) (xenha.HostVi
 }
 
 // promote runs CloudStack 4.3's sequence on the candidate, verified.
-func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
+func (el *election) promote(caller context.Context, cand xenha.HostView) error {
+	if err := caller.Err(); err != nil {
+		return err
+	}
+	// From here the pool changes hands: a caller giving up must not cut the
+	// promotion, the recovery of the slaves or the verification short (the
+	// slaves would stay with the dead master while the journal said
+	// verified). They run to a bound of their own; the lease still bounds
+	// every call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(caller), 3*el.e.opts.VerifyTimeout)
+	defer cancel()
 	p := el.req.Pool
 	p.ExpectMaster(cand.UUID)
 	if probe := p.Probe(ctx, cand.Address); probe.State != xapi.ProbeMaster {
@@ -538,6 +548,10 @@ func (el *election) promote(ctx context.Context, cand xenha.HostView) error {
 	// every reachable host must name the new master.
 	for round := 0; ; round++ {
 		stray := el.strays(ctx, cand)
+		if err := ctx.Err(); err != nil {
+			el.step("verify", cand.UUID, "the verification was cut short: "+err.Error(), false)
+			return fmt.Errorf("verifying that every host follows %s: %w", cand.Name, err)
+		}
 		if len(stray) == 0 {
 			el.step("verify", cand.UUID, "every reachable host names "+cand.Name+" as master", true)
 			break

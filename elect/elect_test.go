@@ -703,3 +703,59 @@ func TestCallersOfOneRequestIDShareOneAttempt(t *testing.T) {
 		t.Fatalf("%d attempts for one request id", attempts)
 	}
 }
+
+// cancelAt cancels the caller's context when a step is journaled.
+type cancelAt struct {
+	journal.Store
+	step, detail string
+	cancel       context.CancelFunc
+}
+
+func (c cancelAt) Append(e journal.Entry) (journal.Entry, error) {
+	out, err := c.Store.Append(e)
+	if e.Step == c.step && strings.Contains(e.Detail, c.detail) {
+		c.cancel()
+	}
+	return out, err
+}
+
+// A caller whose deadline ends after the promotion must not leave slaves
+// behind nor get a "verified" result: once a host is promoted, the
+// recovery and the verification run to their own bound (found by the
+// chaos harness's liveness check, seed 900002713000056).
+func TestACallerGivingUpAfterThePromotionLeavesNoSlaveBehind(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	en := newEnv(t, 4, func(o *Options) {
+		o.Journal = cancelAt{Store: o.Journal, step: "promote", detail: "answers as master", cancel: cancel}
+	})
+	en.sim.PowerOff(0)
+	_, err := en.e.Elect(ctx, Request{Pool: en.handle(), RequestID: "impatient"})
+	t.Logf("the impatient caller got: %v", err)
+	masters := en.masters()
+	if len(masters) != 1 {
+		t.Fatalf("masters %v", masters)
+	}
+	var want string
+	for _, h := range en.sim.State().Hosts {
+		if h.UUID == masters[0] {
+			want = h.Address
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		behind := []string{}
+		for _, h := range en.sim.State().Hosts {
+			if h.Powered && h.UUID != masters[0] && h.MasterAddress != want {
+				behind = append(behind, h.Name)
+			}
+		}
+		if len(behind) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slaves left behind: %v", behind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
