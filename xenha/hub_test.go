@@ -106,3 +106,38 @@ func TestHubResumeFromZeroWithIncarnation(t *testing.T) {
 		t.Fatal("from 0 without an incarnation replays nothing")
 	}
 }
+
+// Close ends every open subscription (what was queued stays readable) and
+// refuses new ones: a stream never waits for events that will not come
+// (issue 14: the chaos harness leaked every subscription a closed manager
+// left open).
+func TestHubCloseEndsEverySubscription(t *testing.T) {
+	h := NewHub(10, 16)
+	a, err := h.Subscribe("a", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := h.Subscribe("", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Publish(Event{Pool: "a", Type: EventMasterLost})
+	h.Close()
+	for _, s := range []*Subscription{a, all} {
+		select {
+		case <-s.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a subscription outlived the hub")
+		}
+		if !errors.Is(s.Err(), ErrClosed) {
+			t.Fatalf("Err = %v, want ErrClosed", s.Err())
+		}
+		if e := recv(t, s); e.Type != EventMasterLost {
+			t.Fatalf("the queued event was lost: %+v", e)
+		}
+	}
+	if _, err := h.Subscribe("a", 0, ""); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a subscription after Close: %v", err)
+	}
+	h.Publish(Event{Pool: "a"}) // reaches nobody, panics nowhere
+}
