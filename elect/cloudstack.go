@@ -248,34 +248,11 @@ func (el *election) gather(ctx context.Context, h xenha.HostView) <-chan evidenc
 			wg.Add(1)
 			go func() { defer wg.Done(); ev.power, ev.bmcErr = ev.dev.PowerState(ctx) }()
 		}
-		ev.probes = el.probeRepeatedly(ctx, h)
+		ev.probes = el.req.Pool.ProbeSpaced(ctx, h.Address, el.e.opts.ProbeAttempts, el.e.opts.ProbeSpacing)
 		wg.Wait()
 		ch <- ev
 	}()
 	return ch
-}
-
-// probeRepeatedly probes h ProbeAttempts times, ProbeSpacing apart, the
-// probes overlapping: one failed probe is never enough, and a silent host
-// must not cost a timeout per probe.
-func (el *election) probeRepeatedly(ctx context.Context, h xenha.HostView) []xapi.Probe {
-	out := make([]xapi.Probe, el.e.opts.ProbeAttempts)
-	var wg sync.WaitGroup
-	for i := range out {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-time.After(time.Duration(i) * el.e.opts.ProbeSpacing):
-			case <-ctx.Done():
-				out[i] = xapi.Probe{URL: h.Address, State: xapi.ProbeUnknown, Err: ctx.Err()}
-				return
-			}
-			out[i] = el.req.Pool.Probe(ctx, h.Address)
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // stillOurs looks again, right before the first destructive step, at the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
@@ -65,22 +64,8 @@ func (r *run) witness(ctx context.Context) evidence {
 	// 1. The bridge's own XAPI probes: one failure is never enough. They
 	// start ProbeSpacing apart and overlap: a silent host (a dead one on a
 	// real network) costs one probe timeout, not one per probe.
-	probes := make([]xapi.Probe, r.o.ProbeAttempts)
-	r.peer(func() {
-		var wg sync.WaitGroup
-		for i := range probes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				select {
-				case <-time.After(time.Duration(i) * r.o.ProbeSpacing):
-					probes[i] = r.req.Pool.Probe(ctx, r.host.Address)
-				case <-ctx.Done():
-				}
-			}()
-		}
-		wg.Wait()
-	})
+	var probes []xapi.Probe
+	r.peer(func() { probes = r.req.Pool.ProbeSpaced(ctx, r.host.Address, r.o.ProbeAttempts, r.o.ProbeSpacing) })
 	for _, p := range probes {
 		if p.State != xapi.ProbeUnreachable && p.State != xapi.ProbeUnknown {
 			ev.answered = p.State.String()

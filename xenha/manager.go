@@ -432,6 +432,29 @@ func (h *Handle) Probe(ctx context.Context, address string) xapi.Probe {
 	return h.w.pool.ProbeMember(ctx, u)
 }
 
+// ProbeSpaced probes one member n times, spacing apart, the probes
+// overlapping: one failed probe is never enough, and a silent host (a dead
+// one on a real network) costs one probe timeout, not one per probe. A
+// probe the context ended before it started is ProbeUnknown.
+func (h *Handle) ProbeSpaced(ctx context.Context, address string, n int, spacing time.Duration) []xapi.Probe {
+	out := make([]xapi.Probe, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(time.Duration(i) * spacing):
+				out[i] = h.Probe(ctx, address)
+			case <-ctx.Done():
+				out[i] = xapi.Probe{URL: address, State: xapi.ProbeUnknown, Err: ctx.Err()}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // Publish sends an event about this pool, stamped with its name, UUID and
 // current epoch.
 func (h *Handle) Publish(e Event) {
