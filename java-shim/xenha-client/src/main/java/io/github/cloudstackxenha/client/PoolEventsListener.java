@@ -1,5 +1,9 @@
 package io.github.cloudstackxenha.client;
 
+import org.apache.logging.log4j.Level;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.RejectedExecutionException;
@@ -51,7 +55,7 @@ import io.grpc.stub.ClientResponseObserver;
  * Flow control is gRPC's: the next event is read when the handler returns.
  */
 public final class PoolEventsListener implements AutoCloseable {
-    private static final System.Logger LOG = System.getLogger(PoolEventsListener.class.getName());
+    private static final Logger LOG = LogManager.getLogger(PoolEventsListener.class);
     /** A call that lived this long was healthy: its failure starts a new backoff. */
     private static final long HEALTHY_CALL_NANOS = TimeUnit.SECONDS.toNanos(10);
 
@@ -167,12 +171,12 @@ public final class PoolEventsListener implements AutoCloseable {
                 : previous.incarnation().equals(snapshot.getEventIncarnation()) ? Resync.Reason.EVENTS_EXPIRED
                 : Resync.Reason.BRIDGE_RESTARTED;
         Resync resync = new Resync(reason, previous, snapshot);
-        LOG.log(reason == Resync.Reason.STARTED ? System.Logger.Level.INFO : System.Logger.Level.WARNING,
-                "pool {0}: following events from a snapshot: {1}", pool, resync);
+        LOG.log(reason == Resync.Reason.STARTED ? Level.INFO : Level.WARN,
+                "pool {}: following events from a snapshot: {}", pool, resync);
         try {
             handler.onResync(resync);
         } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "pool " + pool + ": the handler failed on " + resync + "; asking again", e);
+            LOG.warn("pool " + pool + ": the handler failed on " + resync + "; asking again", e);
             retryLater(XenHaBridgeException.local("PoolEvents", "pool=" + pool, Status.Code.CANCELLED,
                     "the handler failed on a resync: " + e, e), this::resync);
             return;
@@ -213,7 +217,7 @@ public final class PoolEventsListener implements AutoCloseable {
             handler.onEvent(e);
         } catch (RuntimeException ex) {
             handlerFailure = ex;
-            LOG.log(System.Logger.Level.WARNING, "pool " + pool + ": the handler failed on event " + e.getSequence()
+            LOG.warn("pool " + pool + ": the handler failed on event " + e.getSequence()
                     + "; it will be delivered again", ex);
             call.cancel("the handler failed", ex);
             return;
@@ -281,18 +285,18 @@ public final class PoolEventsListener implements AutoCloseable {
         long base = Math.min(max, exp <= 0 ? max : exp);
         long delay = Math.max(1, (long) (base * (0.8 + 0.4 * ThreadLocalRandom.current().nextDouble())));
         Duration retryIn = Duration.ofMillis(delay);
-        LOG.log(System.Logger.Level.INFO, "pool {0}: event stream interrupted ({1}); again in {2}",
+        LOG.info("pool {}: event stream interrupted ({}); again in {}",
                 pool, cause.getMessage(), Durations.format(retryIn));
         try {
             handler.onDisconnected(cause, retryIn);
         } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "pool " + pool + ": the handler failed in onDisconnected", e);
+            LOG.warn("pool " + pool + ": the handler failed in onDisconnected", e);
         }
         executor.schedule(action, delay, TimeUnit.MILLISECONDS);
     }
 
     private void stop(XenHaBridgeException cause) {
-        LOG.log(System.Logger.Level.ERROR, "pool {0}: event listener stopped: {1}", pool, cause.getMessage());
+        LOG.error("pool {}: event listener stopped: {}", pool, cause.getMessage());
         stopCause = cause;
         closed = true;
         finish();
@@ -302,7 +306,7 @@ public final class PoolEventsListener implements AutoCloseable {
         try {
             handler.onStopped(stopCause);
         } catch (RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "pool " + pool + ": the handler failed in onStopped", e);
+            LOG.warn("pool " + pool + ": the handler failed in onStopped", e);
         } finally {
             synced.countDown();
             onFinished.accept(this);

@@ -1,5 +1,8 @@
 package io.github.cloudstackxenha.client;
 
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -70,7 +73,7 @@ import io.grpc.TlsChannelCredentials;
  * channels down (the bridge's and the lease holders') and waits for them.
  */
 public final class XenHaBridgeClient implements AutoCloseable {
-    private static final System.Logger LOG = System.getLogger(XenHaBridgeClient.class.getName());
+    private static final Logger LOG = LogManager.getLogger(XenHaBridgeClient.class);
     private static final Duration CLOSE_GRACE = Duration.ofSeconds(5);
 
     private final ManagedChannel channel;
@@ -125,7 +128,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
         BearerToken token = config.tokenFile() == null ? null
                 : BearerToken.fromFile(XenHaBridgeConfig.Keys.TOKEN_FILE, config.tokenFile());
         ManagedChannel channel = openChannel(config);
-        LOG.log(System.Logger.Level.INFO, "xenha-bridge client: {0}", config);
+        LOG.info("xenha-bridge client: {}", config);
         return new XenHaBridgeClient(channel, config, token, XenHaBridgeClient::openChannel);
     }
 
@@ -260,7 +263,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
         }
         String why = whyNotFollow(refusal);
         if (why != null) {
-            LOG.log(System.Logger.Level.INFO, "{0}({1}): lease holder {2} at {3} not followed: {4}", rpc, subject,
+            LOG.info("{}({}): lease holder {} at {} not followed: {}", rpc, subject,
                     refusal.leaseHolder(), refusal.leaseHolderAddress(), why);
             throw refusal;
         }
@@ -268,12 +271,12 @@ public final class XenHaBridgeClient implements AutoCloseable {
         try {
             holder = holderStub(refusal.leaseHolderAddress());
         } catch (IOException | RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "{0}({1}): cannot reach lease holder {2} at {3} with this client''s settings: {4}",
+            LOG.warn("{}({}): cannot reach lease holder {} at {} with this client's settings: {}",
                     rpc, subject, refusal.leaseHolder(), refusal.leaseHolderAddress(), e.getMessage());
             refusal.addSuppressed(e);
             throw refusal;
         }
-        LOG.log(System.Logger.Level.INFO, "{0}({1}): bridge {2} holds the pool''s lease: sending the call there ({3})", rpc,
+        LOG.info("{}({}): bridge {} holds the pool's lease: sending the call there ({})", rpc,
                 subject, refusal.leaseHolder(), refusal.leaseHolderAddress());
         try {
             return call.apply(holder.withDeadline(deadline), request);
@@ -311,7 +314,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
                 XenHaBridgeConfig holderConfig = config.toBuilder().target(address).build();
                 ch = opener.open(holderConfig);
                 holderChannels.put(address, ch);
-                LOG.log(System.Logger.Level.INFO, "xenha-bridge client: channel to lease holder at {0}", address);
+                LOG.info("xenha-bridge client: channel to lease holder at {}", address);
             }
         }
         if (ch.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
@@ -420,7 +423,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
                 busy |= !ch.awaitTermination(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
             }
             if (busy) {
-                LOG.log(System.Logger.Level.WARNING, "xenha-bridge channel still busy after {0}: cancelling its calls",
+                LOG.warn("xenha-bridge channel still busy after {}: cancelling its calls",
                         Durations.format(CLOSE_GRACE));
                 for (ManagedChannel ch : all) {
                     ch.shutdownNow();

@@ -53,10 +53,12 @@ class BundleIT {
     }
 
     @Test
-    void aCallGoesThroughFromAClassLoaderThatSeesOnlyTheBundle() throws Exception {
+    void aCallGoesThroughFromAClassLoaderThatSeesOnlyTheBundleAndLog4j() throws Exception {
         Server server = Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create()).addService(new FakeBridge.Service())
                 .build().start();
-        try (URLClassLoader isolated = new URLClassLoader(new URL[] {bundle().toUri().toURL()}, ClassLoader.getPlatformClassLoader())) {
+        // log4j-api is what the management server provides beside the bundle.
+        URL log4jApi = org.apache.logging.log4j.LogManager.class.getProtectionDomain().getCodeSource().getLocation();
+        try (URLClassLoader isolated = new URLClassLoader(new URL[] {bundle().toUri().toURL(), log4jApi}, ClassLoader.getPlatformClassLoader())) {
             Class<?> configClass = isolated.loadClass("io.github.cloudstackxenha.client.XenHaBridgeConfig");
             Object builder = configClass.getMethod("builder").invoke(null);
             builder.getClass().getMethod("target", String.class).invoke(builder, "127.0.0.1:" + server.getPort());
