@@ -17,6 +17,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
+import com.cloud.vm.VirtualMachine;
+import com.cloud.host.Host;
 import com.cloud.hypervisor.Hypervisor.HypervisorType;
 
 import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
@@ -35,8 +37,8 @@ class FenceBuilderTest {
     private FakeBridge bridge;
     private XenHaBridgeContext ctx;
     private XenHaBridgeFenceBuilder fencer;
-    private final FakeHost host = FakeHost.xen(5, UUID0, "10.0.0.11", 3);
-    private final FakeVm vm = new FakeVm("i-2-10-VM");
+    private final Host host = Fakes.xen(5, UUID0, "10.0.0.11", 3);
+    private final VirtualMachine vm = Fakes.vm("i-2-10-VM");
 
     @BeforeEach
     void setUp() throws Exception {
@@ -61,14 +63,14 @@ class FenceBuilderTest {
 
     @Test
     void aHostOfAnotherHypervisorIsNotMine() {
-        assertNull(fencer.fenceOff(vm, new FakeHost(1, "kvm1", "x", "10.0.0.11", 3L, HypervisorType.KVM)));
+        assertNull(fencer.fenceOff(vm, Fakes.host(1, "kvm1", "x", "10.0.0.11", 3L, HypervisorType.KVM)));
         assertEquals(0, bridge.service().count("ListPools"));
         assertEquals(0, bridge.service().count("FenceHost"));
     }
 
     @Test
     void aHostInNoAttachedPoolIsNotMine() {
-        assertNull(fencer.fenceOff(vm, FakeHost.xen(6, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.9.9.9", 9)));
+        assertNull(fencer.fenceOff(vm, Fakes.xen(6, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.9.9.9", 9)));
         assertEquals(0, bridge.service().count("FenceHost"));
     }
 
@@ -135,7 +137,7 @@ class FenceBuilderTest {
     @Test
     void theHostsAddressIsUsedWhenItsGuidIsNoUuid() {
         bridge.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_FENCED));
-        fencer.fenceOff(vm, FakeHost.xen(7, "not-a-uuid", "10.0.0.12", 3));
+        fencer.fenceOff(vm, Fakes.xen(7, "not-a-uuid", "10.0.0.12", 3));
         assertEquals("10.0.0.12", bridge.service().fenceRequests.get(0).getHost());
     }
 
@@ -216,10 +218,10 @@ class FenceBuilderTest {
         });
         ExecutorService pool = Executors.newFixedThreadPool(5);
         List<Future<Boolean>> results = new ArrayList<>();
-        results.add(pool.submit(() -> fencer.fenceOff(new FakeVm("i-2-0-VM"), host)));
+        results.add(pool.submit(() -> fencer.fenceOff(Fakes.vm("i-2-0-VM"), host)));
         assertTrue(entered.await(5, TimeUnit.SECONDS));
         for (int i = 1; i < 5; i++) {
-            FakeVm v = new FakeVm("i-2-" + i + "-VM");
+            VirtualMachine v = Fakes.vm("i-2-" + i + "-VM");
             results.add(pool.submit(() -> fencer.fenceOff(v, host)));
         }
         Thread.sleep(100); // let the others find the fence in flight

@@ -14,6 +14,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+
 import com.cloud.ha.Investigator;
 import com.cloud.host.Status;
 import com.cloud.hypervisor.Hypervisor.HypervisorType;
@@ -30,7 +31,7 @@ class InvestigatorTest {
     private FakeBridge bridge;
     private XenHaBridgeContext ctx;
     private XenHaBridgeInvestigator investigator;
-    private final FakeHost host = FakeHost.xen(5, UUID0, "10.0.0.11", 3);
+    private final com.cloud.host.Host host = Fakes.xen(5, UUID0, "10.0.0.11", 3);
 
     @BeforeEach
     void setUp() throws Exception {
@@ -102,8 +103,8 @@ class InvestigatorTest {
     @Test
     void whatTheBridgeDoesNotKnowCannotTell() {
         view("slave", true, true, Instant.now());
-        assertNull(investigator.getHostAgentStatus(FakeHost.xen(6, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.0.0.11", 3)));
-        assertNull(investigator.getHostAgentStatus(new FakeHost(7, "kvm", UUID0, "10.0.0.11", 3L, HypervisorType.KVM)));
+        assertNull(investigator.getHostAgentStatus(Fakes.xen(6, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.0.0.11", 3)));
+        assertNull(investigator.getHostAgentStatus(Fakes.host(7, "kvm", UUID0, "10.0.0.11", 3L, HypervisorType.KVM)));
         bridge.service().failNext("HAMode", io.grpc.Status.INTERNAL.asRuntimeException());
         assertNull(investigator.getHostAgentStatus(host));
     }
@@ -118,14 +119,14 @@ class InvestigatorTest {
     void aVmOnAFencedDownHostIsNotAlive() throws Exception {
         view("unreachable", true, true, Instant.now());
         ctx.fences().recordFenced(UUID0);
-        assertFalse(investigator.isVmAlive(new FakeVm("i-2-1-VM"), host));
+        assertFalse(investigator.isVmAlive(Fakes.vm("i-2-1-VM"), host));
     }
 
     @Test
     void otherwiseTheVmIsUnknownSoCloudStackGoesOnToFencing() {
         view("unreachable", false, true, Instant.now()); // down, but not fenced by the bridge
-        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(new FakeVm("i-2-1-VM"), host));
+        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(Fakes.vm("i-2-1-VM"), host));
         view("slave", true, true, Instant.now());
-        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(new FakeVm("i-2-1-VM"), host));
+        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(Fakes.vm("i-2-1-VM"), host));
     }
 }

@@ -1,5 +1,6 @@
 package io.github.cloudstackxenha.cloudstack;
 
+import com.cloud.host.Host;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -73,7 +74,7 @@ class PoolAttacherTest {
         assertEquals(90, r.getStorageTimeout().getSeconds());
         assertEquals("ab:cd", r.getTls().getPinSha256());
         assertEquals("Cluster-A-rack-2", ctx.pools().poolOfCluster(3).orElse(""));
-        assertEquals("Cluster-A-rack-2", ctx.pools().poolOf(FakeHost.xen(9, "x", "10.9.9.9", 3)).orElse(""),
+        assertEquals("Cluster-A-rack-2", ctx.pools().poolOf(Fakes.xen(9, "x", "10.9.9.9", 3)).orElse(""),
                 "a host of the cluster is in the pool, whatever its address");
     }
 

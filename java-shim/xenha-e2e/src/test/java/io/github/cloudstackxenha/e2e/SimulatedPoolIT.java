@@ -29,7 +29,9 @@ import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
 
 import com.cloud.ha.Investigator;
+import com.cloud.host.Host;
 import com.cloud.host.Status;
+import com.cloud.hypervisor.Hypervisor.HypervisorType;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 
@@ -47,6 +49,7 @@ import io.github.cloudstackxenha.client.Resync;
 import io.github.cloudstackxenha.client.ResumePoint;
 import io.github.cloudstackxenha.client.XenHaBridgeClient;
 import io.github.cloudstackxenha.client.XenHaBridgeConfig;
+import io.github.cloudstackxenha.cloudstack.Fakes;
 import io.github.cloudstackxenha.cloudstack.MasterLocation;
 import io.github.cloudstackxenha.cloudstack.XenHaBridgeContext;
 import io.github.cloudstackxenha.cloudstack.XenHaBridgeFenceBuilder;
@@ -85,8 +88,8 @@ class SimulatedPoolIT {
     private XenHaBridgeInvestigator investigator;
     private XenServerMasterLocator locator;
     private XenServerPoolAttacher attacher;
-    private final List<CsHost> hosts = new ArrayList<>();
-    private CsHost standalone;
+    private final List<Host> hosts = new ArrayList<>();
+    private Host standalone;
     private String poolUuid;
     private long crashedAt;
 
@@ -159,9 +162,9 @@ class SimulatedPoolIT {
         BridgeProcess.deleteTree(work);
     }
 
-    private static CsHost csHost(JsonObject h, long cluster) {
-        return new CsHost(100 + h.get("index").getAsInt(), h.get("name").getAsString(), h.get("uuid").getAsString(),
-                h.get("address").getAsString(), cluster);
+    private static Host csHost(JsonObject h, long cluster) {
+        return Fakes.host(100 + h.get("index").getAsInt(), h.get("name").getAsString(), h.get("uuid").getAsString(),
+                h.get("address").getAsString(), cluster, HypervisorType.XenServer);
     }
 
     private static void await(String what, Duration timeout, BooleanSupplier cond) throws InterruptedException {
@@ -200,7 +203,7 @@ class SimulatedPoolIT {
     @Test
     @Order(2)
     void theInvestigatorSeesEveryMemberUp() {
-        for (CsHost h : hosts) {
+        for (Host h : hosts) {
             assertEquals(Status.Up, investigator.getHostAgentStatus(h), h.toString());
         }
     }
@@ -235,13 +238,13 @@ class SimulatedPoolIT {
     @Order(4)
     void aCrashedMasterIsReplacedThroughTheMasterLocator() throws Exception {
         long epochBefore = ctx.client().haMode("sim").getEpoch();
-        CsHost oldMaster = hosts.get(0);
+        Host oldMaster = hosts.get(0);
         sim.host(0, "power-off");
         crashedAt = System.nanoTime();
 
         // What XenServerConnectionPool does when it cannot log in to the master: ask, don't loop.
         MasterLocation at = locator.locate(poolUuid, oldMaster.getPrivateIpAddress());
-        CsHost expected = hosts.subList(1, 3).stream().min(Comparator.comparing(CsHost::getGuid)).orElseThrow();
+        Host expected = hosts.subList(1, 3).stream().min(Comparator.comparing(Host::getGuid)).orElseThrow();
         assertEquals(ElectedBy.ELECTED_BY_CLOUDSTACK, at.electedBy(), at.trace().toString());
         assertEquals(expected.getGuid(), at.uuid(), "the lowest-UUID survivor");
         assertEquals(expected.getPrivateIpAddress(), at.address());
@@ -265,9 +268,9 @@ class SimulatedPoolIT {
     @Test
     @Order(5)
     void aDeadHostWithAFreshHeartbeatIsNotFenced() throws Exception {
-        CsHost dead = hosts.get(0);
+        Host dead = hosts.get(0);
         assertTrue(sim.heartbeatAge(0) < 110, "the heartbeat should still be fresh right after the crash");
-        assertEquals(Boolean.FALSE, fencer.fenceOff(new CsVm("vm-host-0-0"), dead),
+        assertEquals(Boolean.FALSE, fencer.fenceOff(Fakes.vm("vm-host-0-0"), dead),
                 "the bridge refuses: the storage heartbeat is younger than 120 s");
         assertNull(investigator.getHostAgentStatus(dead), "no answer from it, yet the master counts it live: cannot tell");
         List<JournalEntry> journal = ctx.client().journal("sim", 0, 0);
@@ -292,7 +295,7 @@ class SimulatedPoolIT {
     @Test
     @Order(7)
     void theDeadHostIsFencedOnceItsHeartbeatIsStale() throws Exception {
-        CsHost dead = hosts.get(0);
+        Host dead = hosts.get(0);
         long waitStart = System.nanoTime();
         // The simulator runs on the real clock: CloudStack's heartbeat is fresh for 120 s after the last write.
         await("host-0's storage heartbeat to be 2 minutes old", Duration.ofSeconds(190), () -> {
@@ -305,16 +308,16 @@ class SimulatedPoolIT {
         System.out.printf("waited %d s for the heartbeat to go stale (%d s after the crash)%n",
                 TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - waitStart), TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - crashedAt));
 
-        assertEquals(Boolean.TRUE, fencer.fenceOff(new CsVm("vm-host-0-0"), dead));
+        assertEquals(Boolean.TRUE, fencer.fenceOff(Fakes.vm("vm-host-0-0"), dead));
         PoolEvent fenced = direct.await("HOST_FENCED", e -> e.getType() == EventType.EVENT_TYPE_HOST_FENCED, EVENT_WAIT);
         assertEquals(dead.getGuid(), fenced.getHostUuid());
         assertEquals(Status.Down, investigator.getHostAgentStatus(dead), "proven off by the bridge");
-        assertFalse(investigator.isVmAlive(new CsVm("vm-host-0-0"), dead), "its VMs were reset: restart them elsewhere");
+        assertFalse(investigator.isVmAlive(Fakes.vm("vm-host-0-0"), dead), "its VMs were reset: restart them elsewhere");
         List<JournalEntry> journal = ctx.client().journal("sim", 0, 0);
         assertTrue(journal.stream().anyMatch(e -> e.getKind().equals("fence") && e.getStep().equals("vm-reset") && e.getOk()),
                 "VM power-state resets are journaled: " + journal.stream().map(JournalEntry::getStep).collect(Collectors.toList()));
         // A VM of a live host is for CloudStack's other investigators and the fence builders to judge.
-        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(new CsVm("vm-host-2-0"), hosts.get(2)));
+        assertThrows(Investigator.UnknownVM.class, () -> investigator.isVmAlive(Fakes.vm("vm-host-2-0"), hosts.get(2)));
     }
 
     @Test
