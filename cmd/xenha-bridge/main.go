@@ -106,6 +106,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	password := fs.String("password", "xenroot", "xapi root password of the simulated hosts")
 	haTimeout := fs.Duration("enable-ha", 0, "enable XenHA at start with this timeout T (e.g. 60s); 0 leaves it off")
 	jsonOut := fs.Bool("json", false, "print the addresses as one JSON line (for scripts)")
+	port := fs.Int("port", 0, "the XAPI port of every host (each has its own 127.77.x.y address); 0: a free port per host")
+	control := fs.String("control", "", "the control endpoint's address (default 127.0.0.1 on a free port)")
 	verbose := fs.Bool("v", false, "log simulator decisions to stderr")
 	if err := parseFlags(fs, args, stdout, "Runs a simulated XenServer pool on loopback and prints its addresses; Ctrl-C stops it."); err != nil {
 		return err
@@ -119,6 +121,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	sim, err := xapisim.New(xapisim.Config{
 		Hosts: *hosts, Standalone: *standalone, VMsPerHost: *vms, Seed: *seed, Password: *password,
+		Port: *port, ControlAddr: *control,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "sim", Level: level, Output: stderr}),
 	})
 	if err != nil {

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 )
 
 func runCmd(t *testing.T, args ...string) (string, error) {
@@ -71,5 +76,37 @@ func TestServeStopsOnSignal(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+// TestSimPorts: `sim --port P --control ADDR` puts every host's XAPI on P
+// (each on its own address) and the control endpoint on ADDR, so a page
+// can print commands that reach them.
+func TestSimPorts(t *testing.T) {
+	port, control := strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"sim", "--hosts", "2", "--port", port, "--control", control, "--json"}, pw, io.Discard)
+		pw.Close()
+	}()
+	var info xapisim.Info
+	if err := json.NewDecoder(pr).Decode(&info); err != nil {
+		t.Fatalf("sim printed no JSON: %v (%v)", err, <-done)
+	}
+	go io.Copy(io.Discard, pr)
+	if info.ControlURL != "http://"+control {
+		t.Errorf("control endpoint %s, want http://%s", info.ControlURL, control)
+	}
+	for _, h := range info.Hosts {
+		if !strings.HasSuffix(h.URL, ":"+port) {
+			t.Errorf("host %s at %s, want port %s", h.Name, h.URL, port)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("sim: %v", err)
 	}
 }
