@@ -43,7 +43,7 @@ image:
 
 # Everything: formatting, vet, the API checks, Go tests with the race
 # detector (fuzz seed corpora included), the official XenAPI Python SDK
-# against the simulator, and README's commands run as printed.
+# against the simulator, and README's and docs/'s commands run as printed.
 test: check proto-check test-go test-python test-java
 
 check:
@@ -85,11 +85,13 @@ proto-check: proto
 # alerting rules with promtool and a real Prometheus (Debian's prometheus;
 # the tests start their own on loopback). The Debian packages are installed
 # here when missing (XENHA_SKIP_IMAGE=1, XENHA_SKIP_SYSTEMD=1 and
-# XENHA_SKIP_PROMETHEUS=1 skip those tests and their packages).
+# XENHA_SKIP_PROMETHEUS=1 skip those tests and their packages). The docs'
+# commands (tests/python/test_docs.py) use the same peers, and jq.
 peers:
 	$(call apt_need,ipmi_sim,openipmi,the IPMI peer of the tests)
 	$(call apt_need,mariadb-install-db,mariadb-server-core,the MariaDB of the shared-store tests)
 	$(call apt_need,my_print_defaults,mariadb-client-core,which mariadb-install-db needs)
+	$(call apt_need,jq,jq,which a command of docs/operator.md pipes the logs through)
 	$(if $(filter 1,$(XENHA_SKIP_IMAGE)),,$(call apt_need,buildah,buildah,which the image test builds and runs the image with))
 	$(if $(filter 1,$(XENHA_SKIP_SYSTEMD)),,$(call apt_need,systemd-analyze,systemd,which checks the unit file))
 	$(if $(filter 1,$(XENHA_SKIP_PROMETHEUS)),,$(call apt_need,promtool,prometheus,which checks the alerting rules and runs them in a real Prometheus))
@@ -102,7 +104,10 @@ $(VENV)/.installed: tests/python/requirements.txt tests/redfish/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt -r tests/redfish/requirements.txt
 	touch $@
 
-test-python: build $(GRPCURL) $(VENV)/.installed
+# The official XenAPI Python SDK against the simulator, README's commands
+# and docs/'s as printed (those for a production host on a scratch host:
+# tests/python/test_docs.py).
+test-python: build $(GRPCURL) $(VENV)/.installed peers
 	XENHA_BRIDGE=$(abspath $(BIN)) GRPCURL=$(GRPCURL) $(VENV)/bin/pytest -q tests/python tests/plugins
 
 # Randomized fault schedules (make test runs about 250, under the race
