@@ -1,14 +1,16 @@
 // Mirror of CloudStack main (Apache License 2.0) for compiling against in
 // provided scope: only the members the xenha adapters use, with CloudStack's
 // packages and signatures. Never packaged; CloudStack's class is used at run time.
+// Upstream file and commit: java-shim/cloudstack-api/UPSTREAM.tsv.
 package com.cloud.hypervisor;
 
 import java.util.Objects;
 
 /**
  * Mirror of CloudStack main's {@code Hypervisor}: there HypervisorType is a
- * class with constants (it was an enum up to 4.20). The adapters compare
- * with {@code HypervisorType.XenServer.equals(...)}, which works with both.
+ * class with constants (since 4.20.0, apache/cloudstack#8798; an enum up to
+ * 4.19). Only two of its constants are here. The adapters compare with
+ * {@code HypervisorType.XenServer.equals(...)}, which works with both.
  */
 public class Hypervisor {
     public static class HypervisorType {
