@@ -43,8 +43,13 @@ class BundleIT {
             assertTrue(names.contains(SHADED + "io/grpc/ManagedChannel.class"));
             assertTrue(names.contains(SHADED + "com/google/protobuf/Message.class"));
             assertTrue(names.contains("io/github/cloudstackxenha/cloudstack/XenHaBridgeFenceBuilder.class"));
-            assertTrue(names.contains("META-INF/cloudstack/xenha-bridge/module.properties"));
-            assertTrue(names.contains("META-INF/cloudstack/xenha-bridge/spring-xenha-bridge-context.xml"));
+            // the module under its versioned name, so two versions never stop CloudStack's start
+            String module = "META-INF/cloudstack/xenha-bridge-" + System.getProperty("project.version", "") + "/";
+            assertTrue(names.contains(module + "module.properties"), module + " in " + names.stream()
+                    .filter(n -> n.startsWith("META-INF/cloudstack/")).collect(Collectors.toList()));
+            assertTrue(names.contains(module + "spring-xenha-bridge-context.xml"));
+            assertEquals(2, names.stream().filter(n -> n.startsWith("META-INF/cloudstack/") && !n.endsWith("/")).count(),
+                    "one module only");
             assertFalse(names.stream().anyMatch(n -> n.startsWith("com/cloud/")), "CloudStack's classes are CloudStack's");
             assertFalse(names.stream().anyMatch(n -> n.startsWith("org/apache/logging/")), "log4j is CloudStack's");
             assertTrue(names.stream().anyMatch(n -> n.equals("META-INF/services/" + SHADED.replace('/', '.') + "io.grpc.ManagedChannelProvider")),

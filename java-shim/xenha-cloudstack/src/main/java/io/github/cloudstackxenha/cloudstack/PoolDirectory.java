@@ -42,6 +42,32 @@ public final class PoolDirectory {
         attached.put(request.getName(), request);
     }
 
+    /**
+     * The bridge already has the cluster's pool under {@code pool} (its own
+     * configuration, or another management server attached it): known as the
+     * bridge's without attaching it again.
+     */
+    void adopt(long clusterId, String pool) {
+        byCluster.put(clusterId, pool);
+    }
+
+    /**
+     * The pool the bridge already has with one of {@code addresses} among
+     * its members, if any.
+     *
+     * @throws XenHaBridgeException when the bridge cannot be asked
+     */
+    Optional<String> poolWithMember(java.util.Collection<String> addresses) {
+        for (PoolSummary p : client.listPools()) {
+            for (String member : p.getMembersList()) {
+                if (addresses.contains(Hosts.hostOfUrl(member))) {
+                    return Optional.of(p.getName());
+                }
+            }
+        }
+        return Optional.empty();
+    }
+
     /** The cluster is no longer handed to the bridge. */
     void forget(long clusterId) {
         String pool = byCluster.remove(clusterId);

@@ -5,6 +5,7 @@ import java.time.Duration;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
+import cloudstack.xenha.v1.Xenha.Controller;
 import cloudstack.xenha.v1.Xenha.EventType;
 import cloudstack.xenha.v1.Xenha.PoolEvent;
 import io.github.cloudstackxenha.client.PoolEventsHandler;
@@ -18,7 +19,9 @@ import io.grpc.Status;
  * warning raised shows where operators look), HOST_FENCED and HOST_UP keep
  * the {@link FenceLedger} current even for fences another client asked for,
  * and a pool the bridge no longer knows (it restarted: pools attached at
- * run time are not persisted) is attached again.
+ * run time are not persisted) is attached again. MASTER_LOST starts the
+ * {@link MasterRecovery} (so does a snapshot without a reachable master),
+ * MASTER_CHANGED ends it.
  */
 final class PoolWatch implements PoolEventsHandler {
     private static final Logger LOG = LogManager.getLogger(PoolWatch.class);
@@ -37,12 +40,21 @@ final class PoolWatch implements PoolEventsHandler {
             bridge.fences().recordFenced(e.getHostUuid());
         } else if (e.getType() == EventType.EVENT_TYPE_HOST_UP && !e.getHostUuid().isEmpty()) {
             bridge.fences().clear(e.getHostUuid());
+        } else if (e.getType() == EventType.EVENT_TYPE_MASTER_LOST) {
+            bridge.masterRecovery().masterLost(pool);
+        } else if (e.getType() == EventType.EVENT_TYPE_MASTER_CHANGED) {
+            bridge.masterRecovery().masterFound(pool);
         }
         LOG.info("xenha-bridge: pool {}: {} (event {}, epoch {})", pool, e.getMessage(), e.getSequence(), e.getEpoch());
     }
 
     @Override
     public void onResync(Resync resync) {
+        if (resync.reason() != Resync.Reason.STARTED && !resync.snapshot().getMaster().getReachable()
+                && resync.snapshot().getController() == Controller.CONTROLLER_CLOUDSTACK) {
+            // A MASTER_LOST may be among the events not received: the snapshot says.
+            bridge.masterRecovery().masterLost(pool);
+        }
         if (resync.reason() == Resync.Reason.STARTED) {
             LOG.info("xenha-bridge: pool {}: following its events: controller {}, master {}, epoch {}", pool,
                     resync.snapshot().getController(), resync.snapshot().getMaster().getName(), resync.snapshot().getEpoch());

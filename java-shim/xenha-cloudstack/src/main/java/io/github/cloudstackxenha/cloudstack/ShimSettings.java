@@ -33,9 +33,13 @@ public final class ShimSettings {
         public static final String POOL_POLICY = "xenha.pool.policy";
         public static final String POOL_STORAGE_TIMEOUT = "xenha.pool.storage_timeout";
         public static final String INVESTIGATOR_MAX_VIEW_AGE = "xenha.investigator.max_view_age";
+        public static final String CLUSTERS_AUTO_ATTACH = "xenha.clusters.auto_attach";
+        public static final String MASTER_RECOVER = "xenha.master.recover";
+        public static final String MASTER_RETRY_INTERVAL = "xenha.master.retry_interval";
 
         static final Set<String> ALL = Set.of(XAPI_SCHEME, XAPI_PORT, XAPI_TLS_CA_FILE, XAPI_TLS_PIN_SHA256,
-                XAPI_TLS_ALLOW_PLAIN_HTTP, POOL_POLICY, POOL_STORAGE_TIMEOUT, INVESTIGATOR_MAX_VIEW_AGE);
+                XAPI_TLS_ALLOW_PLAIN_HTTP, POOL_POLICY, POOL_STORAGE_TIMEOUT, INVESTIGATOR_MAX_VIEW_AGE, CLUSTERS_AUTO_ATTACH,
+                MASTER_RECOVER, MASTER_RETRY_INTERVAL);
 
         private Keys() {
         }
@@ -47,14 +51,21 @@ public final class ShimSettings {
     private final Policy policy;
     private final Duration storageTimeout;
     private final Duration maxViewAge;
+    private final boolean autoAttach;
+    private final boolean recoverMaster;
+    private final Duration masterRetry;
 
-    ShimSettings(String scheme, int port, XAPITLS xapiTls, Policy policy, Duration storageTimeout, Duration maxViewAge) {
+    ShimSettings(String scheme, int port, XAPITLS xapiTls, Policy policy, Duration storageTimeout, Duration maxViewAge,
+            boolean autoAttach, boolean recoverMaster, Duration masterRetry) {
         this.scheme = scheme;
         this.port = port;
         this.xapiTls = xapiTls;
         this.policy = policy;
         this.storageTimeout = storageTimeout;
         this.maxViewAge = maxViewAge;
+        this.autoAttach = autoAttach;
+        this.recoverMaster = recoverMaster;
+        this.masterRetry = masterRetry;
     }
 
     /** The defaults: https members, policy auto, the bridge's storage timeout, views up to 90 s old. */
@@ -120,7 +131,13 @@ public final class ShimSettings {
         String st = get(p, Keys.POOL_STORAGE_TIMEOUT, "");
         Duration storage = st.isEmpty() ? null : Durations.parse(Keys.POOL_STORAGE_TIMEOUT, st);
         Duration maxAge = Durations.parse(Keys.INVESTIGATOR_MAX_VIEW_AGE, get(p, Keys.INVESTIGATOR_MAX_VIEW_AGE, "90s"));
-        return new ShimSettings(scheme, port, tls.build(), policy, storage, maxAge);
+        boolean autoAttach = bool(Keys.CLUSTERS_AUTO_ATTACH, get(p, Keys.CLUSTERS_AUTO_ATTACH, "true"));
+        boolean recover = bool(Keys.MASTER_RECOVER, get(p, Keys.MASTER_RECOVER, "true"));
+        Duration retry = Durations.parse(Keys.MASTER_RETRY_INTERVAL, get(p, Keys.MASTER_RETRY_INTERVAL, "30s"));
+        if (retry.compareTo(Duration.ofSeconds(1)) < 0 || retry.compareTo(Duration.ofHours(1)) > 0) {
+            throw new IllegalArgumentException(Keys.MASTER_RETRY_INTERVAL + ": between 1s and 1h (got " + Durations.format(retry) + ")");
+        }
+        return new ShimSettings(scheme, port, tls.build(), policy, storage, maxAge, autoAttach, recover, retry);
     }
 
     private static String get(Properties p, String key, String def) {
@@ -162,11 +179,27 @@ public final class ShimSettings {
         return maxViewAge;
     }
 
+    /** Whether every XenServer cluster CloudStack connects is handed to the bridge (AttachPool). */
+    public boolean autoAttach() {
+        return autoAttach;
+    }
+
+    /** Whether this management server asks for an election when the bridge reports an attached pool's master lost. */
+    public boolean recoverMaster() {
+        return recoverMaster;
+    }
+
+    /** How long after a refused election the master's recovery asks again, while the master stays lost. */
+    public Duration masterRetry() {
+        return masterRetry;
+    }
+
     @Override
     public String toString() {
         return "ShimSettings{members=" + memberUrl("ADDRESS") + ", policy=" + policy + ", storageTimeout="
                 + (storageTimeout == null ? "bridge default" : Durations.format(storageTimeout))
                 + ", xapiTls{ca=" + !xapiTls.getCaPem().isEmpty() + ", pin=" + !xapiTls.getPinSha256().isEmpty()
-                + ", allowPlainHttp=" + xapiTls.getAllowPlainHttp() + "}, maxViewAge=" + Durations.format(maxViewAge) + "}";
+                + ", allowPlainHttp=" + xapiTls.getAllowPlainHttp() + "}, maxViewAge=" + Durations.format(maxViewAge)
+                + ", autoAttach=" + autoAttach + ", recoverMaster=" + recoverMaster + ", masterRetry=" + Durations.format(masterRetry) + "}";
     }
 }

@@ -30,8 +30,8 @@ import io.github.cloudstackxenha.client.XenHaBridgeConfig;
  * CloudStack's own {@code db.properties}; the JVM property
  * {@code xenha.bridge.config} names another. A missing file means the
  * defaults: a bridge on 127.0.0.1:50051 without TLS or token, the sidecar
- * layout. A file with an unknown key or a bad value stops the start-up
- * with a message naming the key.
+ * layout. A file with an unknown key or a bad value leaves the context
+ * inactive with an ERROR naming the key (see {@link #start()}).
  */
 public class XenHaBridgeContext implements AutoCloseable {
     /** Where the configuration is looked for unless told otherwise. */
@@ -43,6 +43,9 @@ public class XenHaBridgeContext implements AutoCloseable {
     private static final AtomicReference<XenHaBridgeContext> CURRENT = new AtomicReference<>();
 
     private String configFile = DEFAULT_CONFIG_FILE;
+    private String module = "xenha-bridge";
+    private String problem;
+    private MasterRecovery recovery;
     private XenHaBridgeClient client;
     private ShimSettings settings;
     private PoolDirectory pools;
@@ -67,6 +70,7 @@ public class XenHaBridgeContext implements AutoCloseable {
         this.client = client;
         this.settings = settings;
         this.pools = new PoolDirectory(client);
+        this.recovery = new MasterRecovery(this);
     }
 
     public void setConfigFile(String configFile) {
@@ -79,44 +83,104 @@ public class XenHaBridgeContext implements AutoCloseable {
         return Path.of(override != null && !override.trim().isEmpty() ? override.trim() : configFile);
     }
 
+    /** The CloudStack module this context belongs to, for messages (set by the module's Spring XML). */
+    public void setModule(String module) {
+        this.module = module;
+    }
+
+    public String module() {
+        return module;
+    }
+
     /**
      * Reads the configuration and builds the client. No connection is made
      * yet, so a bridge that is down does not stop CloudStack from starting.
      *
-     * @throws IllegalStateException with the offending key or file
+     * <p>Never throws: CloudStack's module loader would log a failure at WARN
+     * and go on without the module (DefaultModuleDefinitionSet.loadContexts),
+     * which nobody reads. Instead a bad configuration, a second copy of the
+     * module or classes that cannot load leave this context inactive and say
+     * so at ERROR with what to do: every adapter then answers as if the
+     * bridge were not installed, and the stock XenServer fencer keeps every
+     * cluster (the handover never happens).
      */
     public synchronized void start() {
-        if (client != null) {
+        if (client != null || problem != null) {
+            return;
+        }
+        XenHaBridgeContext first = CURRENT.get();
+        if (first != null && first != this) {
+            fail("another copy of the module is active (" + first.module() + "): this copy (" + module
+                    + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
             return;
         }
         Path path = configPath();
-        Properties props = new Properties();
-        if (Files.exists(path)) {
-            try (InputStream in = Files.newInputStream(path)) {
-                props.load(in);
-            } catch (IOException e) {
-                throw new IllegalStateException("xenha-bridge: cannot read " + path + ": " + e.getMessage(), e);
-            }
-        } else {
-            LOG.info("xenha-bridge: {} does not exist: using the defaults (a bridge on 127.0.0.1:50051)", path);
-        }
-        Path base = path.toAbsolutePath().getParent();
         try {
+            Properties props = new Properties();
+            if (Files.exists(path)) {
+                try (InputStream in = Files.newInputStream(path)) {
+                    props.load(in);
+                }
+            } else {
+                LOG.info("xenha-bridge: {} does not exist: using the defaults (a bridge on 127.0.0.1:50051)", path);
+            }
+            Path base = path.toAbsolutePath().getParent();
             XenHaBridgeConfig config = XenHaBridgeConfig.fromProperties(props, base);
-            settings = ShimSettings.fromProperties(props, base);
-            client = XenHaBridgeClient.connect(config);
+            ShimSettings s = ShimSettings.fromProperties(props, base);
+            XenHaBridgeClient c = XenHaBridgeClient.connect(config);
+            settings = s;
+            client = c;
         } catch (IllegalArgumentException | IOException e) {
-            throw new IllegalStateException("xenha-bridge: " + path + ": " + e.getMessage(), e);
+            fail(path + ": " + e.getMessage() + ". Fix the file and restart the management server");
+            return;
+        } catch (RuntimeException | LinkageError e) {
+            fail("cannot start (" + e + "). Is the jar in lib/ the xenha-cloudstack-bundle jar, alone? Fix and restart");
+            return;
+        }
+        if (!CURRENT.compareAndSet(null, this)) {
+            client.close();
+            client = null;
+            fail("another copy of the module is active (" + CURRENT.get().module() + "): this copy (" + module
+                    + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
+            return;
         }
         pools = new PoolDirectory(client);
-        CURRENT.set(this);
-        LOG.info("xenha-bridge: {}; {}", client.config(), settings);
+        recovery = new MasterRecovery(this);
+        LOG.info("xenha-bridge: module {} started: {}; {}", module, client.config(), settings);
+    }
+
+    /**
+     * Makes a started context inactive: something around it (the fencer
+     * registry) does not allow the bridge to act safely.
+     */
+    public synchronized void deactivate(String why) {
+        if (problem == null) {
+            fail(why);
+        }
+    }
+
+    private void fail(String why) {
+        problem = why;
+        LOG.error("xenha-bridge: {}. Until then every XenServer cluster keeps CloudStack's stock behaviour, fencing included", why);
+    }
+
+    /** Whether the context started: configured, the only copy, with a client. The adapters act only then. */
+    public boolean isActive() {
+        return client != null && problem == null;
+    }
+
+    /** Why the context is inactive, or null. */
+    public String problem() {
+        return problem;
     }
 
     /** Stops the event listeners and closes the channel. */
     @Override
     public synchronized void close() {
         CURRENT.compareAndSet(this, null);
+        if (recovery != null) {
+            recovery.close();
+        }
         if (client != null) {
             client.close();
         }
@@ -146,14 +210,21 @@ public class XenHaBridgeContext implements AutoCloseable {
         return masterLocator;
     }
 
+    /** What asks for an election when an attached pool's master is lost. */
+    public MasterRecovery masterRecovery() {
+        requireStarted();
+        return recovery;
+    }
+
     /** What hands a cluster's pool to the bridge. */
     public XenServerPoolAttacher poolAttacher() {
         return poolAttacher;
     }
 
     private void requireStarted() {
-        if (client == null) {
-            throw new IllegalStateException("xenha-bridge: the context was not started (init-method start)");
+        if (!isActive()) {
+            throw new IllegalStateException("xenha-bridge: the context is not active: "
+                    + (problem != null ? problem : "not started (init-method start)"));
         }
     }
 }

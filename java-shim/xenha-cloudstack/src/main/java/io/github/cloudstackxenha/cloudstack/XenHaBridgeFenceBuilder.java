@@ -36,15 +36,18 @@ import io.grpc.Status;
  * holds the pool's lease and the call could not be carried out there
  * (following the holder disabled, or the holder unreachable or failing):
  * the holder is logged;</li>
- * <li>{@code null}: not a XenServer host, or in no pool the bridge has.</li>
+ * <li>for a XenServer host in no pool the bridge has (or with this module
+ * inactive): the stock XenServerFencer's answer, when {@link StockFencerHandover}
+ * handed it over; {@code null} for other hosts.</li>
  * </ul>
  *
  * <p>CloudStack calls fenceOff once per VM of a dead host, from parallel HA
  * workers. Concurrent calls for one host share one FenceHost call; a later
  * call asks again (the bridge answers at once for a host already off).
- * CloudStack tries every registered fence builder until one answers true,
- * so the stock XenServerFenceBuilder should be excluded
- * ({@code ha.fence.builders.exclude}) to keep one captain per pool.
+ * CloudStack tries every registered fence builder until one answers true:
+ * the stock XenServerFencer is therefore not registered beside this one but
+ * called through it for the clusters the bridge does not control
+ * ({@link StockFencerHandover}): one captain per pool, no global setting.
  *
  * <p>Several management servers: only the bridge holding the pool's lease
  * fences. The client sends a FenceHost refused with NOT_LEASE_HOLDER on to
@@ -68,21 +71,40 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
         }
     }
 
+    private volatile FenceBuilder stockFencer;
+
+    /** The stock XenServer fencer, for hosts of clusters the bridge does not control ({@link StockFencerHandover}). */
+    void setStockFencer(FenceBuilder stock) {
+        this.stockFencer = stock;
+    }
+
+    /** The stock fencer handed over, if any. */
+    public FenceBuilder stockFencer() {
+        return stockFencer;
+    }
+
     @Override
     public Boolean fenceOff(VirtualMachine vm, Host host) {
         if (!Hosts.isXenServer(host)) {
             return null;
         }
+        if (!bridge().isActive()) {
+            return stock(vm, host);
+        }
         Optional<String> pool;
         try {
             pool = bridge().pools().poolOf(host);
         } catch (XenHaBridgeException e) {
-            LOG.warn("xenha-bridge: cannot tell which pool {} is in, so not fencing it: {}", Hosts.describe(host), e.getMessage());
-            return false;
+            // Only a cluster never confirmed as the bridge's gets here (a
+            // confirmed one is known without asking): the bridge is not acting
+            // for it through this management server, the stock fencer decides.
+            LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): the stock {} decides",
+                    Hosts.describe(host), e.getMessage(), StockFencerHandover.STOCK_NAME);
+            return stock(vm, host);
         }
         if (!pool.isPresent()) {
-            LOG.debug("xenha-bridge: {} is in no pool the bridge has", Hosts.describe(host));
-            return null;
+            LOG.debug("xenha-bridge: {} is in no pool the bridge has: the stock fencer decides", Hosts.describe(host));
+            return stock(vm, host);
         }
         String key = pool.get() + "/" + Hosts.bridgeId(host);
         CompletableFuture<Attempt> mine = new CompletableFuture<>();
@@ -111,6 +133,11 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
             return null;
         }
         return attempt == Attempt.FAILED ? Boolean.FALSE : verdict(attempt.response, vm, host);
+    }
+
+    private Boolean stock(VirtualMachine vm, Host host) {
+        FenceBuilder s = stockFencer;
+        return s == null ? null : s.fenceOff(vm, host);
     }
 
     /** One FenceHost call, and one more if the bridge had forgotten the pool. */

@@ -50,7 +50,7 @@ public class XenHaBridgeInvestigator extends XenHaAdapterBase implements Investi
      * and without the annotation this class compiles against either.
      */
     public Status getHostAgentStatus(Host host) {
-        if (!Hosts.isXenServer(host)) {
+        if (!Hosts.isXenServer(host) || !bridge().isActive()) {
             return null;
         }
         try {
@@ -112,7 +112,7 @@ public class XenHaBridgeInvestigator extends XenHaAdapterBase implements Investi
 
     @Override
     public boolean isVmAlive(VirtualMachine vm, Host host) throws UnknownVM {
-        if (Hosts.isXenServer(host)) {
+        if (Hosts.isXenServer(host) && bridge().isActive()) {
             Optional<String> uuid = Hosts.xenUuid(host);
             if (uuid.isPresent() && bridge().fences().isFenced(uuid.get()) && getHostAgentStatus(host) == Status.Down) {
                 LOG.info("xenha-bridge: VM {} is not running: the bridge fenced {} and reset its VMs", vm.getInstanceName(),

@@ -80,6 +80,16 @@ public class XenServerPoolAttacher {
         return r.getPool();
     }
 
+    /**
+     * Cluster {@code clusterId} is the bridge's pool {@code pool} already
+     * (found by member address): its events are followed, nothing is attached.
+     */
+    public void adoptCluster(long clusterId, String pool) {
+        bridge.pools().adopt(clusterId, pool);
+        LOG.info("xenha-bridge: cluster {} is the bridge's pool {} already: following it", clusterId, pool);
+        watch(pool);
+    }
+
     /** Stops the bridge watching the cluster's pool (the cluster was removed from CloudStack). */
     public void detachCluster(long clusterId) {
         String pool = bridge.pools().poolOfCluster(clusterId).orElse(null);

@@ -1,0 +1,256 @@
+package io.github.cloudstackxenha.cloudstack;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+import org.springframework.context.ApplicationContext;
+import org.springframework.context.ApplicationContextAware;
+
+import com.cloud.agent.AgentManager;
+import com.cloud.agent.Listener;
+import com.cloud.agent.api.AgentControlAnswer;
+import com.cloud.agent.api.AgentControlCommand;
+import com.cloud.agent.api.Answer;
+import com.cloud.agent.api.Command;
+import com.cloud.agent.api.StartupCommand;
+import com.cloud.dc.dao.ClusterDao;
+import com.cloud.host.Host;
+import com.cloud.host.Status;
+import com.cloud.host.dao.HostDao;
+import com.cloud.host.dao.HostDetailsDao;
+import com.cloud.org.Cluster;
+import com.cloud.utils.db.GenericDao;
+
+import io.github.cloudstackxenha.client.XenHaBridgeException;
+
+/**
+ * Hands every XenServer cluster CloudStack connects to the bridge, from
+ * CloudStack's own records: no second list of pools to keep in sync.
+ *
+ * <p>An AgentManager listener, like the stock XcpServerDiscoverer
+ * ({@code registerForHostEvents(this, true, false, true)} in its configure()):
+ * when a XenServer host connects (at start-up, when added, after a
+ * reconnect), its cluster's hosts come from {@code HostDao.findByClusterId},
+ * the credentials from the host's details ({@code HostDetailsDao.findDetails},
+ * where XcpServerDiscoverer.find stored them, the password decrypted by
+ * HostDetailsDaoImpl), the name from the cluster. The attach runs on its own
+ * thread, never inside CloudStack's connect. A cluster that cannot be
+ * attached (bridge down, refused) stays on stock behaviour and is tried again
+ * at its hosts' next connect; the reason is logged at ERROR.
+ */
+public class XenServerClusterSync implements Listener, ApplicationContextAware {
+    private static final Logger LOG = LogManager.getLogger(XenServerClusterSync.class);
+
+    private XenHaBridgeContext bridge;
+    private AgentManager agentManager;
+    private HostDao hostDao;
+    private HostDetailsDao hostDetailsDao;
+    private ClusterDao clusterDao;
+    private final Set<Long> attaching = ConcurrentHashMap.newKeySet();
+    private final ExecutorService worker = Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "xenha-cluster-sync");
+        t.setDaemon(true);
+        return t;
+    });
+
+    /**
+     * CloudStack's beans, found by type in the module's parents; a setter
+     * given one already wins (tests). Not Spring's autowiring: a missing or
+     * ambiguous bean would fail the module's context, which CloudStack only
+     * logs at WARN.
+     */
+    @Override
+    public void setApplicationContext(ApplicationContext ctx) {
+        if (agentManager == null) {
+            agentManager = ctx.getBeanProvider(AgentManager.class).getIfUnique();
+        }
+        if (hostDao == null) {
+            hostDao = ctx.getBeanProvider(HostDao.class).getIfUnique();
+        }
+        if (hostDetailsDao == null) {
+            hostDetailsDao = ctx.getBeanProvider(HostDetailsDao.class).getIfUnique();
+        }
+        if (clusterDao == null) {
+            clusterDao = ctx.getBeanProvider(ClusterDao.class).getIfUnique();
+        }
+    }
+
+    public void setBridge(XenHaBridgeContext bridge) {
+        this.bridge = bridge;
+    }
+
+    public void setAgentManager(AgentManager agentManager) {
+        this.agentManager = agentManager;
+    }
+
+    public void setHostDao(HostDao hostDao) {
+        this.hostDao = hostDao;
+    }
+
+    public void setHostDetailsDao(HostDetailsDao hostDetailsDao) {
+        this.hostDetailsDao = hostDetailsDao;
+    }
+
+    public void setClusterDao(ClusterDao clusterDao) {
+        this.clusterDao = clusterDao;
+    }
+
+    /** Spring init-method: listens for host connections when the context is active and auto-attach is on. */
+    public void start() {
+        if (bridge == null || !bridge.isActive()) {
+            return;
+        }
+        if (!bridge.settings().autoAttach()) {
+            LOG.info("xenha-bridge: {}=false: clusters are handed to the bridge only by its own configuration",
+                    ShimSettings.Keys.CLUSTERS_AUTO_ATTACH);
+            return;
+        }
+        if (agentManager == null || hostDao == null || hostDetailsDao == null || clusterDao == null) {
+            LOG.error("xenha-bridge: CloudStack's AgentManager, HostDao, HostDetailsDao or ClusterDao was not found in the "
+                    + "management server (is this CloudStack 4.20 or later?): no cluster is handed to the bridge automatically, "
+                    + "every XenServer cluster keeps stock behaviour. Attach pools in the bridge's configuration instead");
+            return;
+        }
+        agentManager.registerForHostEvents(this, true, false, false);
+        LOG.info("xenha-bridge: every XenServer cluster CloudStack connects is handed to the bridge");
+    }
+
+    /** Spring destroy-method. CloudStack's unregisterForHostEvents is not called: it removes by list index upstream. */
+    public void stop() {
+        worker.shutdownNow();
+    }
+
+    @Override
+    public void processConnect(Host host, StartupCommand cmd, boolean forRebalance) {
+        if (!Hosts.isXenServer(host) || host.getClusterId() == null || !bridge.isActive()) {
+            return;
+        }
+        long cluster = host.getClusterId();
+        if (bridge.pools().poolOfCluster(cluster).isPresent() || !attaching.add(cluster)) {
+            return;
+        }
+        try {
+            worker.execute(() -> {
+                try {
+                    attach(cluster);
+                } finally {
+                    attaching.remove(cluster);
+                }
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            attaching.remove(cluster);
+        }
+    }
+
+    /**
+     * Attaches cluster {@code clusterId} from CloudStack's records.
+     *
+     * @return whether the bridge now has it
+     */
+    public boolean attach(long clusterId) {
+        List<String> addresses = new ArrayList<>();
+        Map<String, String> credentials = null;
+        List<? extends Host> hosts = hostDao.findByClusterId(clusterId);
+        for (Host h : hosts) {
+            if (!Hosts.isXenServer(h) || h.getPrivateIpAddress() == null) {
+                continue;
+            }
+            addresses.add(h.getPrivateIpAddress());
+            if (credentials == null) {
+                Map<String, String> d = hostDetailsDao.findDetails(h.getId());
+                if (d != null && d.get("username") != null && d.get("password") != null) {
+                    credentials = d;
+                }
+            }
+        }
+        if (addresses.isEmpty()) {
+            return false;
+        }
+        if (credentials == null) {
+            LOG.error("xenha-bridge: cluster {}: no host has a username and password in host_details: not handed to the bridge; "
+                    + "it keeps stock behaviour", clusterId);
+            return false;
+        }
+        try {
+            // A pool the bridge already has (its configuration, with the BMCs
+            // it fences with; or attached by another management server) is
+            // followed as it is: one XenServer pool is never two bridge pools.
+            java.util.Optional<String> known = bridge.pools().poolWithMember(addresses);
+            if (known.isPresent()) {
+                bridge.poolAttacher().adoptCluster(clusterId, known.get());
+                return true;
+            }
+        } catch (XenHaBridgeException e) {
+            LOG.error("xenha-bridge: cluster {}: the bridge cannot be asked ({}): not handed over, it keeps stock behaviour until "
+                    + "its hosts next connect. Check that xenha-bridge serve runs and answers at {}", clusterId, e.getMessage(),
+                    bridge.client().config().target());
+            return false;
+        }
+        GenericDao<? extends Cluster, Long> clusters = clusterDao;
+        Cluster c = clusters.findById(clusterId);
+        String name = c == null ? null : c.getName();
+        try {
+            bridge.poolAttacher().attachCluster(clusterId, name, addresses, credentials.get("username"), credentials.get("password"));
+            return true;
+        } catch (XenHaBridgeException e) {
+            LOG.error("xenha-bridge: cluster {} ({}) could not be handed to the bridge: {}. It keeps CloudStack's stock behaviour "
+                    + "until it is; tried again when its hosts next connect. Check that xenha-bridge serve runs and answers at {}",
+                    clusterId, name, e.getMessage(), bridge.client().config().target());
+            return false;
+        }
+    }
+
+    @Override
+    public boolean processAnswers(long agentId, long seq, Answer[] answers) {
+        return false;
+    }
+
+    @Override
+    public boolean processCommands(long agentId, long seq, Command[] commands) {
+        return false;
+    }
+
+    @Override
+    public AgentControlAnswer processControlCommand(long agentId, AgentControlCommand cmd) {
+        return null;
+    }
+
+    @Override
+    public void processHostAdded(long hostId) {
+    }
+
+    @Override
+    public boolean processDisconnect(long agentId, Status state) {
+        return false;
+    }
+
+    @Override
+    public void processHostAboutToBeRemoved(long hostId) {
+    }
+
+    @Override
+    public void processHostRemoved(long hostId, long clusterId) {
+    }
+
+    @Override
+    public boolean isRecurring() {
+        return false;
+    }
+
+    @Override
+    public int getTimeout() {
+        return 0;
+    }
+
+    @Override
+    public boolean processTimeout(long agentId, long seq) {
+        return false;
+    }
+}

@@ -1,0 +1,260 @@
+package io.github.cloudstackxenha.cloudstack;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.InputStream;
+import java.net.URL;
+import java.net.URLClassLoader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.springframework.core.io.Resource;
+import org.springframework.core.io.support.PathMatchingResourcePatternResolver;
+
+import com.cloud.agent.AgentManager;
+import com.cloud.agent.Listener;
+import com.cloud.dc.ClusterVO;
+import com.cloud.dc.dao.ClusterDao;
+import com.cloud.host.Host;
+import com.cloud.host.dao.HostDao;
+import com.cloud.host.dao.HostDetailsDao;
+import com.cloud.hypervisor.Hypervisor.HypervisorType;
+
+import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
+import cloudstack.xenha.v1.Xenha.FenceHostResponse;
+import cloudstack.xenha.v1.Xenha.FenceOutcome;
+import io.github.cloudstackxenha.client.FakeBridge;
+
+/**
+ * The module as a stock management server loads it ({@link CloudStackModel}):
+ * its module.properties, its Spring XML, the registries and the HA
+ * manager's order of calls, CloudStack's beans found by type.
+ */
+class ModuleInCloudStackTest {
+    static final String UUID0 = FenceBuilderTest.UUID0;
+
+    @TempDir
+    Path dir;
+    private FakeBridge bridge;
+    private final List<Listener> listeners = new CopyOnWriteArrayList<>();
+    private final Map<Long, List<Host>> hostsByCluster = new HashMap<>();
+    private final Host attached = Fakes.xen(5, UUID0, "10.0.0.11", 3);
+    private final Host other = Fakes.xen(9, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.9.9.9", 4);
+    private CloudStackModel cs;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        bridge = FakeBridge.startOnLoopback();
+        hostsByCluster.put(3L, List.of(attached, Fakes.xen(6, "1566c74d-1003-4c4d-bbbb-0407d1e2c641", "10.0.0.12", 3)));
+        hostsByCluster.put(4L, List.of(other));
+    }
+
+    @AfterEach
+    void tearDown() {
+        if (cs != null) {
+            cs.close();
+        }
+        bridge.close();
+        System.clearProperty(XenHaBridgeContext.CONFIG_FILE_PROPERTY);
+    }
+
+    /** CloudStack's beans the module looks up by type: DAOs over {@link #hostsByCluster}, an AgentManager keeping listeners. */
+    private Map<String, Object> cloudStackBeans() {
+        Map<String, Object> beans = new HashMap<>();
+        beans.put("agentManager", java.lang.reflect.Proxy.newProxyInstance(AgentManager.class.getClassLoader(), new Class<?>[] {AgentManager.class},
+                        (p, m, a) -> {
+                            if (m.getName().equals("registerForHostEvents")) {
+                                listeners.add((Listener) a[0]);
+                                return listeners.size();
+                            }
+                            return m.getName().equals("toString") ? "AgentManager" : null;
+                        }));
+        beans.put("hostDaoImpl", java.lang.reflect.Proxy.newProxyInstance(HostDao.class.getClassLoader(), new Class<?>[] {HostDao.class},
+                (p, m, a) -> m.getName().equals("findByClusterId") ? new ArrayList<>(hostsByCluster.getOrDefault(a[0], List.of()))
+                        : m.getName().equals("toString") ? "HostDao" : null));
+        beans.put("hostDetailsDaoImpl", java.lang.reflect.Proxy.newProxyInstance(HostDetailsDao.class.getClassLoader(),
+                new Class<?>[] {HostDetailsDao.class}, (p, m, a) -> m.getName().equals("findDetails")
+                        ? Map.of("username", "root", "password", "xs-password", "url", "http://x") : m.getName().equals("toString") ? "HostDetailsDao" : null));
+        beans.put("clusterDaoImpl", java.lang.reflect.Proxy.newProxyInstance(ClusterDao.class.getClassLoader(), new Class<?>[] {ClusterDao.class},
+                (p, m, a) -> m.getName().equals("findById") ? new ClusterVO() {
+                    @Override
+                    public String getName() {
+                        return "Cluster " + a[0];
+                    }
+                } : m.getName().equals("toString") ? "ClusterDao" : null));
+        return beans;
+    }
+
+    private void config(String text) throws Exception {
+        Path cfg = dir.resolve("xenha-bridge.properties");
+        Files.write(cfg, ("xenha.bridge.target=" + bridge.address() + "\n" + text).getBytes(StandardCharsets.UTF_8));
+        System.setProperty(XenHaBridgeContext.CONFIG_FILE_PROPERTY, cfg.toString());
+    }
+
+    private XenHaBridgeFenceBuilder ourFencer() {
+        return cs.beans(XenHaBridgeFenceBuilder.class).get(0);
+    }
+
+    private void connect(Host h) throws Exception {
+        for (Listener l : listeners) {
+            l.processConnect(h, null, false);
+        }
+    }
+
+    private void awaitAttached(String pool) throws InterruptedException {
+        PoolAttacherTest.await("pool " + pool + " attached", () -> bridge.service().hasPool(pool));
+    }
+
+    @Test
+    void theModuleIsVersionedAndHangsUnderXenServerCompute() throws Exception {
+        Resource[] found = new PathMatchingResourcePatternResolver().getResources("classpath*:META-INF/cloudstack/xenha-bridge-*/module.properties");
+        assertEquals(1, found.length);
+        Properties p = new Properties();
+        try (InputStream in = found[0].getInputStream()) {
+            p.load(in);
+        }
+        assertTrue(p.getProperty("name").matches("xenha-bridge-[0-9].*"), p.getProperty("name"));
+        assertTrue(found[0].getURL().toString().endsWith("/" + p.getProperty("name") + "/module.properties"), "name matches its directory");
+        assertEquals("xenserver-compute", p.getProperty("parent"));
+    }
+
+    @Test
+    void theStockXenServerFencerKeepsClustersTheBridgeDoesNotHaveAndNoOtherSettingIsNeeded() throws Exception {
+        config("");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        assertEquals(List.of("KVMFenceBuilder", "XenHaBridgeFenceBuilder"), CloudStackModel.names(cs.fenceBuilders),
+                "the stock XenServerFenceBuilder is called through the bridge's fencer, not beside it");
+        assertSame(cs.stockXenFencer, ourFencer().stockFencer());
+        // cluster 4 is not the bridge's: the stock fencer decides, as before
+        assertTrue(cs.fence(Fakes.vm("i-2-9-VM"), other));
+        assertEquals(List.of("fenceOff i-2-9-VM xs-9"), cs.stockXenFencer.calls);
+        // a KVM host: the bridge's fencer says nothing, KVM's fences
+        Host kvm = Fakes.host(20, "kvm-1", "k", "10.1.1.1", 8L, HypervisorType.KVM);
+        assertTrue(cs.fence(Fakes.vm("i-2-20-VM"), kvm));
+        assertEquals(List.of("fenceOff i-2-20-VM kvm-1"), cs.stockKvmFencer.calls);
+    }
+
+    @Test
+    void everyXenServerClusterCloudStackConnectsIsHandedToTheBridgeFromItsRecords() throws Exception {
+        config("xenha.pool.policy=require_cloudstack\n");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        assertEquals(1, listeners.size(), "an AgentManager listener, as XcpServerDiscoverer is");
+        connect(attached);
+        awaitAttached("Cluster-3");
+        AttachPoolRequest r = bridge.service().attachRequests.get(0);
+        assertEquals(List.of("https://10.0.0.11", "https://10.0.0.12"), r.getMembersList(), "every host of the cluster, from HostDao");
+        assertEquals("root", r.getUsername());
+        assertEquals("xs-password", r.getPassword(), "from host_details, as XcpServerDiscoverer stored it");
+        connect(attached);
+        Thread.sleep(100);
+        assertEquals(1, bridge.service().attachRequests.size(), "a cluster already handed over is not attached again");
+
+        // its hosts are now fenced by the bridge only: refused (alive) means not fenced, and the stock fencer is not asked
+        bridge.service().onFence(q -> FenceHostResponse.newBuilder().setOutcome(FenceOutcome.FENCE_OUTCOME_REFUSED_HOST_ALIVE).build());
+        assertFalse(cs.fence(Fakes.vm("i-2-10-VM"), attached));
+        assertEquals(1, bridge.service().fenceRequests.size());
+        assertTrue(cs.stockXenFencer.calls.isEmpty(), "one captain per pool: " + cs.stockXenFencer.calls);
+    }
+
+    @Test
+    void aBadConfigurationLeavesEveryClusterOnStockBehaviourAndSaysSoAtError() throws Exception {
+        config("xenha.pool.policy=sometimes\n");
+        try (LogCapture log = LogCapture.of(XenHaBridgeContext.class)) {
+            cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+            assertTrue(cs.warnings.isEmpty(), "the module loads: " + cs.warnings);
+            String err = log.all();
+            assertTrue(err.startsWith("ERROR") && err.contains("xenha.pool.policy") && err.contains("stock behaviour")
+                    && err.contains("restart"), err);
+        }
+        assertEquals(List.of("KVMFenceBuilder", "XenServerFenceBuilder", "XenHaBridgeFenceBuilder"), CloudStackModel.names(cs.fenceBuilders),
+                "the stock fencer stays registered");
+        assertTrue(listeners.isEmpty(), "no cluster is handed over");
+        assertNull(ourFencer().fenceOff(Fakes.vm("i-2-10-VM"), attached), "the inactive module says nothing");
+        assertTrue(cs.fence(Fakes.vm("i-2-10-VM"), attached), "the stock fencer fences, as without the module");
+        assertNull(cs.beans(XenHaBridgeInvestigator.class).get(0).getHostAgentStatus(attached));
+    }
+
+    @Test
+    void excludingTheBridgesFencerLeavesTheStockOneAndTheModuleInactive() throws Exception {
+        config("");
+        cs = new CloudStackModel(cloudStackBeans(), Set.of("RecreatableFencer", "XenHaBridgeFenceBuilder"), List.of());
+        try (LogCapture log = LogCapture.of(XenHaBridgeContext.class)) {
+            cs.load(getClass().getClassLoader());
+            assertTrue(log.all().contains("ha.fence.builders.exclude"), log.all());
+        }
+        assertEquals(List.of("KVMFenceBuilder", "XenServerFenceBuilder"), CloudStackModel.names(cs.fenceBuilders));
+        assertFalse(cs.beans(XenHaBridgeContext.class).get(0).isActive());
+    }
+
+    @Test
+    void twoVersionsOfTheJarStartOneModuleAndTheOtherSaysSoAtError() throws Exception {
+        config("");
+        // a second copy of the module, as an older bundle left in lib/ would bring
+        Path second = dir.resolve("old-bundle/META-INF/cloudstack/xenha-bridge-0.0.9");
+        Files.createDirectories(second);
+        Resource[] mine = new PathMatchingResourcePatternResolver().getResources("classpath*:META-INF/cloudstack/xenha-bridge-*/*");
+        for (Resource r : mine) {
+            String text = new String(r.getInputStream().readAllBytes(), StandardCharsets.UTF_8).replaceAll("xenha-bridge-[0-9][^<\"\\s]*",
+                    "xenha-bridge-0.0.9");
+            Files.write(second.resolve(r.getFilename()), text.getBytes(StandardCharsets.UTF_8));
+        }
+        try (URLClassLoader both = new URLClassLoader(new URL[] {dir.resolve("old-bundle").toUri().toURL()}, getClass().getClassLoader());
+                LogCapture log = LogCapture.of(XenHaBridgeContext.class)) {
+            cs = CloudStackModel.withDefaults(cloudStackBeans()).load(both);
+            assertTrue(cs.warnings.isEmpty(), "the management server starts: " + cs.warnings);
+            List<XenHaBridgeContext> ctxs = cs.beans(XenHaBridgeContext.class);
+            assertEquals(2, ctxs.size());
+            assertEquals(1, ctxs.stream().filter(XenHaBridgeContext::isActive).count(), "one copy acts");
+            assertTrue(log.all().contains("ERROR") && log.all().contains("another copy of the module is active")
+                    && log.all().contains("exactly one"), log.all());
+        }
+        assertTrue(cs.fence(Fakes.vm("i-2-9-VM"), other), "clusters the bridge does not have keep the stock fencer");
+        assertEquals(1, cs.stockXenFencer.calls.size(), "called once, through the active copy: " + cs.stockXenFencer.calls);
+    }
+
+    @Test
+    void theSameModuleNameTwiceStopsCloudStackAsUpstreamDoes() throws Exception {
+        config("");
+        Path copy = dir.resolve("copy");
+        for (Resource r : new PathMatchingResourcePatternResolver().getResources("classpath*:META-INF/cloudstack/xenha-bridge-*/*")) {
+            Path to = copy.resolve("META-INF/cloudstack").resolve(Path.of(r.getURL().getPath()).getParent().getFileName()).resolve(r.getFilename());
+            Files.createDirectories(to.getParent());
+            Files.write(to, r.getInputStream().readAllBytes());
+        }
+        try (URLClassLoader both = new URLClassLoader(new URL[] {copy.toUri().toURL()}, getClass().getClassLoader())) {
+            CloudStackModel model = CloudStackModel.withDefaults(cloudStackBeans());
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> model.load(both));
+            assertTrue(e.getMessage().contains("do not appear to be the same resource"), e.getMessage());
+            model.close();
+        }
+    }
+
+    @Test
+    void withoutAFileTheDefaultsApply() {
+        System.setProperty(XenHaBridgeContext.CONFIG_FILE_PROPERTY, dir.resolve("absent.properties").toString());
+        XenHaBridgeContext c = new XenHaBridgeContext();
+        c.start();
+        assertEquals("127.0.0.1:50051", c.client().config().target());
+        assertSame(c, XenHaBridgeContext.current().orElseThrow(), "reachable from the XenServer plugin's code");
+        c.close();
+        assertTrue(c.client().isTerminated(), "close ends the channel");
+        assertTrue(XenHaBridgeContext.current().isEmpty(), "not current once closed");
+    }
+}
