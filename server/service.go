@@ -37,6 +37,7 @@ type Service struct {
 	journal journal.Store
 	members *membership.Service
 	leases  Leases
+	bmcs    PoolBMCs
 }
 
 var _ pb.XenHAServiceServer = (*Service)(nil)
@@ -52,6 +53,25 @@ type Option func(*Service)
 func WithFencing(f *fencing.Fencer, devices DeviceFactory) Option {
 	return func(s *Service) { s.fencer, s.devices = f, devices }
 }
+
+// HostDevice is one pool member's BMC, as AttachPool gives it.
+type HostDevice struct {
+	Host   string // UUID, name or management address
+	Device fencing.Device
+}
+
+// PoolBMCs keeps the BMCs a pool was attached with (AttachPool's bmcs:
+// CloudStack's out-of-band management settings), for the election and the
+// fencer to find as they find the configuration's.
+type PoolBMCs interface {
+	// Build makes a BMC client; plain http only when allowPlainHTTP.
+	Build(driver, address, username, password string, allowPlainHTTP bool) (fencing.Device, error)
+	// Set replaces the BMCs attached with pool.
+	Set(pool string, bmcs []HostDevice)
+}
+
+// WithPoolBMCs lets AttachPool carry the members' BMCs.
+func WithPoolBMCs(b PoolBMCs) Option { return func(s *Service) { s.bmcs = b } }
 
 // WithElection enables ElectMaster.
 func WithElection(e *elect.Elector) Option { return func(s *Service) { s.elector = e } }
@@ -175,6 +195,10 @@ func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*p
 	if len(req.GetMembers()) > 64 {
 		return nil, invalidArgument("members", "at most 64 members (XenServer's pool limit)")
 	}
+	bmcs, err := s.attachedBMCs(req)
+	if err != nil {
+		return nil, err
+	}
 	pin := ""
 	if t := req.GetTls(); t != nil {
 		pin = strings.TrimSpace(t.GetPinSha256())
@@ -214,7 +238,41 @@ func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*p
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if s.bmcs != nil {
+		s.bmcs.Set(req.GetName(), bmcs)
+	}
 	return &pb.AttachPoolResponse{Pool: summaryPB(v), Created: created}, nil
+}
+
+// attachedBMCs checks and builds AttachPool's bmcs. Errors name the field,
+// never a password.
+func (s *Service) attachedBMCs(req *pb.AttachPoolRequest) ([]HostDevice, error) {
+	if len(req.GetBmcs()) == 0 {
+		return nil, nil
+	}
+	if s.bmcs == nil {
+		return nil, invalidArgument("bmcs", "this bridge has no BMC drivers")
+	}
+	if len(req.GetBmcs()) > 64 {
+		return nil, invalidArgument("bmcs", "at most 64 (one per member)")
+	}
+	out := make([]HostDevice, 0, len(req.GetBmcs()))
+	for i, b := range req.GetBmcs() {
+		field := fmt.Sprintf("bmcs[%d]", i)
+		if b.GetHost() == "" || len(b.GetHost()) > 128 {
+			return nil, invalidArgument(field+".host", "required: the member's UUID, name or address (at most 128 characters)")
+		}
+		m := b.GetBmc()
+		if m.GetDriver() == "" || m.GetAddress() == "" {
+			return nil, invalidArgument(field+".bmc", "driver and address are required")
+		}
+		d, err := s.bmcs.Build(m.GetDriver(), m.GetAddress(), m.GetUsername(), m.GetPassword(), req.GetTls().GetAllowPlainHttp())
+		if err != nil {
+			return nil, invalidArgument(field+".bmc", err.Error())
+		}
+		out = append(out, HostDevice{Host: b.GetHost(), Device: d})
+	}
+	return out, nil
 }
 
 // DetachPool stops watching a pool.
@@ -222,8 +280,15 @@ func (s *Service) DetachPool(ctx context.Context, req *pb.DetachPoolRequest) (*p
 	if err := checkPoolID("pool", req.GetPool(), true); err != nil {
 		return nil, err
 	}
+	name := req.GetPool()
+	if v, err := s.pools.Pool(name); err == nil {
+		name = v.Name // the BMCs are kept by name; the request may give the UUID
+	}
 	if err := s.pools.Detach(req.GetPool()); err != nil {
 		return nil, toStatus(err)
+	}
+	if s.bmcs != nil {
+		s.bmcs.Set(name, nil)
 	}
 	return &pb.DetachPoolResponse{}, nil
 }

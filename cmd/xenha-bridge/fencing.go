@@ -9,6 +9,7 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/ipmi"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing/redfish"
+	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -25,10 +26,31 @@ func newDevice(driver, address, username, password string, allowHTTP bool) (fenc
 	return nil, fmt.Errorf("unknown BMC driver %q: use ipmi or redfish", driver)
 }
 
-// bmcBook holds the configured BMCs of every pool.
+// bmcBook holds the BMCs of every pool: the configuration's, and those a
+// pool was attached with (AttachPool's bmcs), which win.
 type bmcBook struct {
-	mu    sync.RWMutex
-	pools map[string][]bmcEntry
+	mu       sync.RWMutex
+	pools    map[string][]bmcEntry
+	attached map[string][]bmcEntry
+}
+
+// Build is server.PoolBMCs.Build.
+func (b *bmcBook) Build(driver, address, username, password string, allowPlainHTTP bool) (fencing.Device, error) {
+	return newDevice(driver, address, username, password, allowPlainHTTP)
+}
+
+// Set is server.PoolBMCs.Set.
+func (b *bmcBook) Set(pool string, bmcs []server.HostDevice) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.attached == nil {
+		b.attached = map[string][]bmcEntry{}
+	}
+	entries := make([]bmcEntry, 0, len(bmcs))
+	for _, d := range bmcs {
+		entries = append(entries, bmcEntry{host: d.Host, device: d.Device})
+	}
+	b.attached[pool] = entries
 }
 
 type bmcEntry struct {
@@ -49,9 +71,11 @@ func (b *bmcBook) add(pool, host string, d fencing.Device) {
 func (b *bmcBook) lookup(pool string, h xenha.HostView) fencing.Device {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	for _, e := range b.pools[pool] {
-		if e.host == h.UUID || e.host == h.Name || e.host == h.Address {
-			return e.device
+	for _, entries := range [][]bmcEntry{b.attached[pool], b.pools[pool]} {
+		for _, e := range entries {
+			if e.host == h.UUID || e.host == h.Name || e.host == h.Address {
+				return e.device
+			}
 		}
 	}
 	return nil

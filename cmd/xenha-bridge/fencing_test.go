@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/config"
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
+	"github.com/cloudstack-xenha/xenha-bridge/server"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
 )
 
@@ -94,5 +95,39 @@ func TestConfiguredBMCTrust(t *testing.T) {
 				t.Fatalf("a BMC reached without the trust configured: %v", st)
 			}
 		})
+	}
+}
+
+// BMCs a pool is attached with (CloudStack's out-of-band settings) are
+// found before the configuration's, replaced by the next attach, and
+// plain http is refused unless the pool allows it.
+func TestAttachedBMCsWinAndAreReplaced(t *testing.T) {
+	b := &bmcBook{}
+	configured, err := b.Build("ipmi", "10.0.1.11:623", "admin", "pw", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.add("p", "host-a", configured)
+	if _, err := b.Build("redfish", "http://127.0.0.1:1", "admin", "pw", false); err == nil {
+		t.Fatal("plain http accepted without allow_plain_http")
+	}
+	attached, err := b.Build("redfish", "http://127.0.0.1:1", "admin", "pw", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := xenha.HostView{UUID: "u-a", Name: "host-a", Address: "10.0.0.11"}
+	if b.lookup("p", h) != configured {
+		t.Fatal("the configured BMC is not found")
+	}
+	b.Set("p", []server.HostDevice{{Host: "u-a", Device: attached}})
+	if b.lookup("p", h) != attached {
+		t.Fatal("the attached BMC does not win")
+	}
+	b.Set("p", nil)
+	if b.lookup("p", h) != configured {
+		t.Fatal("the attached BMC was not removed")
+	}
+	if b.lookup("other", h) != nil {
+		t.Fatal("a BMC found for another pool")
 	}
 }

@@ -267,7 +267,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go elector.Heal(ctx, pools) // old masters back from the dead are reset (CloudStack-controlled pools)
 	members := &membership.Service{Pools: pools, XAPI: xapiOpts, Journal: jrnl, Lease: guard}
 	opts := []server.Option{server.WithFencing(fencer, devices), server.WithElection(elector), server.WithJournal(jrnl),
-		server.WithMembership(members)}
+		server.WithMembership(members), server.WithPoolBMCs(bmcs)}
 	if keeper != nil {
 		opts = append(opts, server.WithLeases(keeper))
 	}

@@ -2149,8 +2149,13 @@ type AttachPoolRequest struct {
 	// default 120s.
 	StorageTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=storage_timeout,json=storageTimeout,proto3" json:"storage_timeout,omitempty"`
 	Tls            *XAPITLS             `protobuf:"bytes,7,opt,name=tls,proto3" json:"tls,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The members' BMCs (CloudStack's out-of-band management settings), which
+	// the election and FenceHost use as the configuration's fencing.bmcs.
+	// Attaching again replaces them. A Redfish BMC is verified against the
+	// system roots; plain http only with tls.allow_plain_http (test pools).
+	Bmcs          []*HostBMC `protobuf:"bytes,8,rep,name=bmcs,proto3" json:"bmcs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttachPoolRequest) Reset() {
@@ -2232,6 +2237,67 @@ func (x *AttachPoolRequest) GetTls() *XAPITLS {
 	return nil
 }
 
+func (x *AttachPoolRequest) GetBmcs() []*HostBMC {
+	if x != nil {
+		return x.Bmcs
+	}
+	return nil
+}
+
+// HostBMC is one member's BMC.
+type HostBMC struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member's UUID, name or management address.
+	Host          string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Bmc           *BMC   `protobuf:"bytes,2,opt,name=bmc,proto3" json:"bmc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostBMC) Reset() {
+	*x = HostBMC{}
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostBMC) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostBMC) ProtoMessage() {}
+
+func (x *HostBMC) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostBMC.ProtoReflect.Descriptor instead.
+func (*HostBMC) Descriptor() ([]byte, []int) {
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *HostBMC) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HostBMC) GetBmc() *BMC {
+	if x != nil {
+		return x.Bmc
+	}
+	return nil
+}
+
 type XAPITLS struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A PEM bundle of CAs to trust for the members' certificates.
@@ -2246,7 +2312,7 @@ type XAPITLS struct {
 
 func (x *XAPITLS) Reset() {
 	*x = XAPITLS{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2324,7 @@ func (x *XAPITLS) String() string {
 func (*XAPITLS) ProtoMessage() {}
 
 func (x *XAPITLS) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[19]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2337,7 @@ func (x *XAPITLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XAPITLS.ProtoReflect.Descriptor instead.
 func (*XAPITLS) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{19}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *XAPITLS) GetCaPem() string {
@@ -2306,7 +2372,7 @@ type AttachPoolResponse struct {
 
 func (x *AttachPoolResponse) Reset() {
 	*x = AttachPoolResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2384,7 @@ func (x *AttachPoolResponse) String() string {
 func (*AttachPoolResponse) ProtoMessage() {}
 
 func (x *AttachPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[20]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2397,7 @@ func (x *AttachPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachPoolResponse.ProtoReflect.Descriptor instead.
 func (*AttachPoolResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{20}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AttachPoolResponse) GetPool() *PoolSummary {
@@ -2357,7 +2423,7 @@ type DetachPoolRequest struct {
 
 func (x *DetachPoolRequest) Reset() {
 	*x = DetachPoolRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2435,7 @@ func (x *DetachPoolRequest) String() string {
 func (*DetachPoolRequest) ProtoMessage() {}
 
 func (x *DetachPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[21]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2448,7 @@ func (x *DetachPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachPoolRequest.ProtoReflect.Descriptor instead.
 func (*DetachPoolRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{21}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DetachPoolRequest) GetPool() string {
@@ -2400,7 +2466,7 @@ type DetachPoolResponse struct {
 
 func (x *DetachPoolResponse) Reset() {
 	*x = DetachPoolResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2478,7 @@ func (x *DetachPoolResponse) String() string {
 func (*DetachPoolResponse) ProtoMessage() {}
 
 func (x *DetachPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[22]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2491,7 @@ func (x *DetachPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachPoolResponse.ProtoReflect.Descriptor instead.
 func (*DetachPoolResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{22}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{23}
 }
 
 type ListPoolsRequest struct {
@@ -2436,7 +2502,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2514,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[23]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2527,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{23}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{24}
 }
 
 type ListPoolsResponse struct {
@@ -2473,7 +2539,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2551,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[24]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2564,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{24}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListPoolsResponse) GetPools() []*PoolSummary {
@@ -2526,7 +2592,7 @@ type PoolSummary struct {
 
 func (x *PoolSummary) Reset() {
 	*x = PoolSummary{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2538,7 +2604,7 @@ func (x *PoolSummary) String() string {
 func (*PoolSummary) ProtoMessage() {}
 
 func (x *PoolSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[25]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2551,7 +2617,7 @@ func (x *PoolSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSummary.ProtoReflect.Descriptor instead.
 func (*PoolSummary) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{25}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PoolSummary) GetName() string {
@@ -2630,7 +2696,7 @@ type JournalRequest struct {
 
 func (x *JournalRequest) Reset() {
 	*x = JournalRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2708,7 @@ func (x *JournalRequest) String() string {
 func (*JournalRequest) ProtoMessage() {}
 
 func (x *JournalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[26]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2721,7 @@ func (x *JournalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalRequest.ProtoReflect.Descriptor instead.
 func (*JournalRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{26}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JournalRequest) GetPool() string {
@@ -2688,7 +2754,7 @@ type JournalResponse struct {
 
 func (x *JournalResponse) Reset() {
 	*x = JournalResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2766,7 @@ func (x *JournalResponse) String() string {
 func (*JournalResponse) ProtoMessage() {}
 
 func (x *JournalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[27]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2779,7 @@ func (x *JournalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalResponse.ProtoReflect.Descriptor instead.
 func (*JournalResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{27}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JournalResponse) GetEntries() []*JournalEntry {
@@ -2743,7 +2809,7 @@ type JournalEntry struct {
 
 func (x *JournalEntry) Reset() {
 	*x = JournalEntry{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2821,7 @@ func (x *JournalEntry) String() string {
 func (*JournalEntry) ProtoMessage() {}
 
 func (x *JournalEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[28]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2834,7 @@ func (x *JournalEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalEntry.ProtoReflect.Descriptor instead.
 func (*JournalEntry) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{28}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JournalEntry) GetSequence() uint64 {
@@ -2849,7 +2915,7 @@ type BackupJournalRequest struct {
 
 func (x *BackupJournalRequest) Reset() {
 	*x = BackupJournalRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2927,7 @@ func (x *BackupJournalRequest) String() string {
 func (*BackupJournalRequest) ProtoMessage() {}
 
 func (x *BackupJournalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[29]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2940,7 @@ func (x *BackupJournalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupJournalRequest.ProtoReflect.Descriptor instead.
 func (*BackupJournalRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{29}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
 }
 
 // One piece of the copy; the pieces come in order.
@@ -2893,7 +2959,7 @@ type BackupJournalResponse struct {
 
 func (x *BackupJournalResponse) Reset() {
 	*x = BackupJournalResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2971,7 @@ func (x *BackupJournalResponse) String() string {
 func (*BackupJournalResponse) ProtoMessage() {}
 
 func (x *BackupJournalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[30]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +2984,7 @@ func (x *BackupJournalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupJournalResponse.ProtoReflect.Descriptor instead.
 func (*BackupJournalResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{30}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BackupJournalResponse) GetData() []byte {
@@ -2955,7 +3021,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3033,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[31]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3046,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{31}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Member) GetUuid() string {
@@ -3027,7 +3093,7 @@ type ClassifyHostRequest struct {
 
 func (x *ClassifyHostRequest) Reset() {
 	*x = ClassifyHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3105,7 @@ func (x *ClassifyHostRequest) String() string {
 func (*ClassifyHostRequest) ProtoMessage() {}
 
 func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[32]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3118,7 @@ func (x *ClassifyHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostRequest.ProtoReflect.Descriptor instead.
 func (*ClassifyHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{32}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClassifyHostRequest) GetUrl() string {
@@ -3108,7 +3174,7 @@ type ClassifyHostResponse struct {
 
 func (x *ClassifyHostResponse) Reset() {
 	*x = ClassifyHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3186,7 @@ func (x *ClassifyHostResponse) String() string {
 func (*ClassifyHostResponse) ProtoMessage() {}
 
 func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[33]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3199,7 @@ func (x *ClassifyHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassifyHostResponse.ProtoReflect.Descriptor instead.
 func (*ClassifyHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{33}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClassifyHostResponse) GetHostClass() HostClass {
@@ -3201,7 +3267,7 @@ type JoinHostRequest struct {
 
 func (x *JoinHostRequest) Reset() {
 	*x = JoinHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3279,7 @@ func (x *JoinHostRequest) String() string {
 func (*JoinHostRequest) ProtoMessage() {}
 
 func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[34]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3292,7 @@ func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
 func (*JoinHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{34}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinHostRequest) GetPool() string {
@@ -3283,7 +3349,7 @@ type JoinHostResponse struct {
 
 func (x *JoinHostResponse) Reset() {
 	*x = JoinHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3361,7 @@ func (x *JoinHostResponse) String() string {
 func (*JoinHostResponse) ProtoMessage() {}
 
 func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[35]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3374,7 @@ func (x *JoinHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostResponse.ProtoReflect.Descriptor instead.
 func (*JoinHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{35}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinHostResponse) GetHost() *Member {
@@ -3344,7 +3410,7 @@ type EjectHostRequest struct {
 
 func (x *EjectHostRequest) Reset() {
 	*x = EjectHostRequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3422,7 @@ func (x *EjectHostRequest) String() string {
 func (*EjectHostRequest) ProtoMessage() {}
 
 func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[36]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3435,7 @@ func (x *EjectHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostRequest.ProtoReflect.Descriptor instead.
 func (*EjectHostRequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{36}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EjectHostRequest) GetPool() string {
@@ -3404,7 +3470,7 @@ type EjectHostResponse struct {
 
 func (x *EjectHostResponse) Reset() {
 	*x = EjectHostResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3482,7 @@ func (x *EjectHostResponse) String() string {
 func (*EjectHostResponse) ProtoMessage() {}
 
 func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[37]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3495,7 @@ func (x *EjectHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EjectHostResponse.ProtoReflect.Descriptor instead.
 func (*EjectHostResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{37}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EjectHostResponse) GetHost() *Member {
@@ -3471,7 +3537,7 @@ type EnableXenHARequest struct {
 
 func (x *EnableXenHARequest) Reset() {
 	*x = EnableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3549,7 @@ func (x *EnableXenHARequest) String() string {
 func (*EnableXenHARequest) ProtoMessage() {}
 
 func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[38]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +3562,7 @@ func (x *EnableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHARequest.ProtoReflect.Descriptor instead.
 func (*EnableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{38}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EnableXenHARequest) GetPool() string {
@@ -3549,7 +3615,7 @@ type EnableXenHAResponse struct {
 
 func (x *EnableXenHAResponse) Reset() {
 	*x = EnableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3561,7 +3627,7 @@ func (x *EnableXenHAResponse) String() string {
 func (*EnableXenHAResponse) ProtoMessage() {}
 
 func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[39]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3574,7 +3640,7 @@ func (x *EnableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*EnableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{39}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EnableXenHAResponse) GetTimeout() *durationpb.Duration {
@@ -3629,7 +3695,7 @@ type DisableXenHARequest struct {
 
 func (x *DisableXenHARequest) Reset() {
 	*x = DisableXenHARequest{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3641,7 +3707,7 @@ func (x *DisableXenHARequest) String() string {
 func (*DisableXenHARequest) ProtoMessage() {}
 
 func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[40]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3654,7 +3720,7 @@ func (x *DisableXenHARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHARequest.ProtoReflect.Descriptor instead.
 func (*DisableXenHARequest) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{40}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DisableXenHARequest) GetPool() string {
@@ -3683,7 +3749,7 @@ type DisableXenHAResponse struct {
 
 func (x *DisableXenHAResponse) Reset() {
 	*x = DisableXenHAResponse{}
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3695,7 +3761,7 @@ func (x *DisableXenHAResponse) String() string {
 func (*DisableXenHAResponse) ProtoMessage() {}
 
 func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[41]
+	mi := &file_cloudstack_xenha_v1_xenha_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3708,7 +3774,7 @@ func (x *DisableXenHAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableXenHAResponse.ProtoReflect.Descriptor instead.
 func (*DisableXenHAResponse) Descriptor() ([]byte, []int) {
-	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{41}
+	return file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DisableXenHAResponse) GetDryRun() bool {
@@ -3884,7 +3950,7 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"controller\x18\v \x01(\x0e2\x1f.cloudstack.xenha.v1.ControllerR\n" +
 	"controller\x126\n" +
 	"\awarning\x18\f \x01(\v2\x1c.cloudstack.xenha.v1.WarningR\awarning\x12\x18\n" +
-	"\amessage\x18\r \x01(\tR\amessage\"\xa2\x02\n" +
+	"\amessage\x18\r \x01(\tR\amessage\"\xd4\x02\n" +
 	"\x11AttachPoolRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1a\n" +
@@ -3892,7 +3958,11 @@ const file_cloudstack_xenha_v1_xenha_proto_rawDesc = "" +
 	"\bpassword\x18\x04 \x01(\tR\bpassword\x123\n" +
 	"\x06policy\x18\x05 \x01(\x0e2\x1b.cloudstack.xenha.v1.PolicyR\x06policy\x12B\n" +
 	"\x0fstorage_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0estorageTimeout\x12.\n" +
-	"\x03tls\x18\a \x01(\v2\x1c.cloudstack.xenha.v1.XAPITLSR\x03tls\"i\n" +
+	"\x03tls\x18\a \x01(\v2\x1c.cloudstack.xenha.v1.XAPITLSR\x03tls\x120\n" +
+	"\x04bmcs\x18\b \x03(\v2\x1c.cloudstack.xenha.v1.HostBMCR\x04bmcs\"I\n" +
+	"\aHostBMC\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12*\n" +
+	"\x03bmc\x18\x02 \x01(\v2\x18.cloudstack.xenha.v1.BMCR\x03bmc\"i\n" +
 	"\aXAPITLS\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x01(\tR\x05caPem\x12\x1d\n" +
 	"\n" +
@@ -4102,7 +4172,7 @@ func file_cloudstack_xenha_v1_xenha_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudstack_xenha_v1_xenha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_cloudstack_xenha_v1_xenha_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(Controller)(0),               // 0: cloudstack.xenha.v1.Controller
 	(Policy)(0),                   // 1: cloudstack.xenha.v1.Policy
@@ -4131,38 +4201,39 @@ var file_cloudstack_xenha_v1_xenha_proto_goTypes = []any{
 	(*PoolEventsResponse)(nil),    // 24: cloudstack.xenha.v1.PoolEventsResponse
 	(*PoolEvent)(nil),             // 25: cloudstack.xenha.v1.PoolEvent
 	(*AttachPoolRequest)(nil),     // 26: cloudstack.xenha.v1.AttachPoolRequest
-	(*XAPITLS)(nil),               // 27: cloudstack.xenha.v1.XAPITLS
-	(*AttachPoolResponse)(nil),    // 28: cloudstack.xenha.v1.AttachPoolResponse
-	(*DetachPoolRequest)(nil),     // 29: cloudstack.xenha.v1.DetachPoolRequest
-	(*DetachPoolResponse)(nil),    // 30: cloudstack.xenha.v1.DetachPoolResponse
-	(*ListPoolsRequest)(nil),      // 31: cloudstack.xenha.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),     // 32: cloudstack.xenha.v1.ListPoolsResponse
-	(*PoolSummary)(nil),           // 33: cloudstack.xenha.v1.PoolSummary
-	(*JournalRequest)(nil),        // 34: cloudstack.xenha.v1.JournalRequest
-	(*JournalResponse)(nil),       // 35: cloudstack.xenha.v1.JournalResponse
-	(*JournalEntry)(nil),          // 36: cloudstack.xenha.v1.JournalEntry
-	(*BackupJournalRequest)(nil),  // 37: cloudstack.xenha.v1.BackupJournalRequest
-	(*BackupJournalResponse)(nil), // 38: cloudstack.xenha.v1.BackupJournalResponse
-	(*Member)(nil),                // 39: cloudstack.xenha.v1.Member
-	(*ClassifyHostRequest)(nil),   // 40: cloudstack.xenha.v1.ClassifyHostRequest
-	(*ClassifyHostResponse)(nil),  // 41: cloudstack.xenha.v1.ClassifyHostResponse
-	(*JoinHostRequest)(nil),       // 42: cloudstack.xenha.v1.JoinHostRequest
-	(*JoinHostResponse)(nil),      // 43: cloudstack.xenha.v1.JoinHostResponse
-	(*EjectHostRequest)(nil),      // 44: cloudstack.xenha.v1.EjectHostRequest
-	(*EjectHostResponse)(nil),     // 45: cloudstack.xenha.v1.EjectHostResponse
-	(*EnableXenHARequest)(nil),    // 46: cloudstack.xenha.v1.EnableXenHARequest
-	(*EnableXenHAResponse)(nil),   // 47: cloudstack.xenha.v1.EnableXenHAResponse
-	(*DisableXenHARequest)(nil),   // 48: cloudstack.xenha.v1.DisableXenHARequest
-	(*DisableXenHAResponse)(nil),  // 49: cloudstack.xenha.v1.DisableXenHAResponse
-	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 51: google.protobuf.Duration
+	(*HostBMC)(nil),               // 27: cloudstack.xenha.v1.HostBMC
+	(*XAPITLS)(nil),               // 28: cloudstack.xenha.v1.XAPITLS
+	(*AttachPoolResponse)(nil),    // 29: cloudstack.xenha.v1.AttachPoolResponse
+	(*DetachPoolRequest)(nil),     // 30: cloudstack.xenha.v1.DetachPoolRequest
+	(*DetachPoolResponse)(nil),    // 31: cloudstack.xenha.v1.DetachPoolResponse
+	(*ListPoolsRequest)(nil),      // 32: cloudstack.xenha.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),     // 33: cloudstack.xenha.v1.ListPoolsResponse
+	(*PoolSummary)(nil),           // 34: cloudstack.xenha.v1.PoolSummary
+	(*JournalRequest)(nil),        // 35: cloudstack.xenha.v1.JournalRequest
+	(*JournalResponse)(nil),       // 36: cloudstack.xenha.v1.JournalResponse
+	(*JournalEntry)(nil),          // 37: cloudstack.xenha.v1.JournalEntry
+	(*BackupJournalRequest)(nil),  // 38: cloudstack.xenha.v1.BackupJournalRequest
+	(*BackupJournalResponse)(nil), // 39: cloudstack.xenha.v1.BackupJournalResponse
+	(*Member)(nil),                // 40: cloudstack.xenha.v1.Member
+	(*ClassifyHostRequest)(nil),   // 41: cloudstack.xenha.v1.ClassifyHostRequest
+	(*ClassifyHostResponse)(nil),  // 42: cloudstack.xenha.v1.ClassifyHostResponse
+	(*JoinHostRequest)(nil),       // 43: cloudstack.xenha.v1.JoinHostRequest
+	(*JoinHostResponse)(nil),      // 44: cloudstack.xenha.v1.JoinHostResponse
+	(*EjectHostRequest)(nil),      // 45: cloudstack.xenha.v1.EjectHostRequest
+	(*EjectHostResponse)(nil),     // 46: cloudstack.xenha.v1.EjectHostResponse
+	(*EnableXenHARequest)(nil),    // 47: cloudstack.xenha.v1.EnableXenHARequest
+	(*EnableXenHAResponse)(nil),   // 48: cloudstack.xenha.v1.EnableXenHAResponse
+	(*DisableXenHARequest)(nil),   // 49: cloudstack.xenha.v1.DisableXenHARequest
+	(*DisableXenHAResponse)(nil),  // 50: cloudstack.xenha.v1.DisableXenHAResponse
+	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 52: google.protobuf.Duration
 }
 var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	0,  // 0: cloudstack.xenha.v1.HAModeResponse.controller:type_name -> cloudstack.xenha.v1.Controller
 	1,  // 1: cloudstack.xenha.v1.HAModeResponse.policy:type_name -> cloudstack.xenha.v1.Policy
-	50, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
-	51, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
-	51, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
+	51, // 2: cloudstack.xenha.v1.HAModeResponse.observed_at:type_name -> google.protobuf.Timestamp
+	52, // 3: cloudstack.xenha.v1.HAModeResponse.ha_timeout:type_name -> google.protobuf.Duration
+	52, // 4: cloudstack.xenha.v1.HAModeResponse.storage_timeout:type_name -> google.protobuf.Duration
 	13, // 5: cloudstack.xenha.v1.HAModeResponse.xenha_eligibility:type_name -> cloudstack.xenha.v1.XenHAEligibility
 	11, // 6: cloudstack.xenha.v1.HAModeResponse.master:type_name -> cloudstack.xenha.v1.Master
 	12, // 7: cloudstack.xenha.v1.HAModeResponse.hosts:type_name -> cloudstack.xenha.v1.Host
@@ -4172,72 +4243,74 @@ var file_cloudstack_xenha_v1_xenha_proto_depIdxs = []int32{
 	11, // 11: cloudstack.xenha.v1.ElectMasterResponse.master:type_name -> cloudstack.xenha.v1.Master
 	3,  // 12: cloudstack.xenha.v1.ElectMasterResponse.elected_by:type_name -> cloudstack.xenha.v1.ElectedBy
 	17, // 13: cloudstack.xenha.v1.ElectMasterResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
-	50, // 14: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
+	51, // 14: cloudstack.xenha.v1.TraceStep.time:type_name -> google.protobuf.Timestamp
 	19, // 15: cloudstack.xenha.v1.FenceHostRequest.bmc:type_name -> cloudstack.xenha.v1.BMC
 	4,  // 16: cloudstack.xenha.v1.FenceHostResponse.outcome:type_name -> cloudstack.xenha.v1.FenceOutcome
 	21, // 17: cloudstack.xenha.v1.FenceHostResponse.vm_resets:type_name -> cloudstack.xenha.v1.VMReset
 	22, // 18: cloudstack.xenha.v1.FenceHostResponse.xenha_progress:type_name -> cloudstack.xenha.v1.XenHAProgress
 	17, // 19: cloudstack.xenha.v1.FenceHostResponse.trace:type_name -> cloudstack.xenha.v1.TraceStep
 	25, // 20: cloudstack.xenha.v1.PoolEventsResponse.event:type_name -> cloudstack.xenha.v1.PoolEvent
-	50, // 21: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
+	51, // 21: cloudstack.xenha.v1.PoolEvent.time:type_name -> google.protobuf.Timestamp
 	5,  // 22: cloudstack.xenha.v1.PoolEvent.type:type_name -> cloudstack.xenha.v1.EventType
 	6,  // 23: cloudstack.xenha.v1.PoolEvent.cause:type_name -> cloudstack.xenha.v1.MasterChangeCause
 	0,  // 24: cloudstack.xenha.v1.PoolEvent.controller:type_name -> cloudstack.xenha.v1.Controller
 	14, // 25: cloudstack.xenha.v1.PoolEvent.warning:type_name -> cloudstack.xenha.v1.Warning
 	1,  // 26: cloudstack.xenha.v1.AttachPoolRequest.policy:type_name -> cloudstack.xenha.v1.Policy
-	51, // 27: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
-	27, // 28: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	33, // 29: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
-	33, // 30: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
-	1,  // 31: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
-	0,  // 32: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
-	11, // 33: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
-	36, // 34: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
-	50, // 35: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 36: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	7,  // 37: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
-	39, // 38: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
-	39, // 39: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
-	27, // 40: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
-	39, // 41: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	39, // 42: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
-	51, // 43: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
-	51, // 44: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
-	0,  // 45: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
-	0,  // 46: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
-	8,  // 47: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
-	15, // 48: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
-	18, // 49: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
-	23, // 50: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
-	26, // 51: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
-	29, // 52: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
-	31, // 53: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
-	34, // 54: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
-	40, // 55: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
-	42, // 56: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
-	44, // 57: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
-	46, // 58: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
-	48, // 59: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
-	37, // 60: cloudstack.xenha.v1.XenHAService.BackupJournal:input_type -> cloudstack.xenha.v1.BackupJournalRequest
-	9,  // 61: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
-	16, // 62: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
-	20, // 63: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
-	24, // 64: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
-	28, // 65: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
-	30, // 66: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
-	32, // 67: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
-	35, // 68: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
-	41, // 69: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
-	43, // 70: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
-	45, // 71: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
-	47, // 72: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
-	49, // 73: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
-	38, // 74: cloudstack.xenha.v1.XenHAService.BackupJournal:output_type -> cloudstack.xenha.v1.BackupJournalResponse
-	61, // [61:75] is the sub-list for method output_type
-	47, // [47:61] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	52, // 27: cloudstack.xenha.v1.AttachPoolRequest.storage_timeout:type_name -> google.protobuf.Duration
+	28, // 28: cloudstack.xenha.v1.AttachPoolRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	27, // 29: cloudstack.xenha.v1.AttachPoolRequest.bmcs:type_name -> cloudstack.xenha.v1.HostBMC
+	19, // 30: cloudstack.xenha.v1.HostBMC.bmc:type_name -> cloudstack.xenha.v1.BMC
+	34, // 31: cloudstack.xenha.v1.AttachPoolResponse.pool:type_name -> cloudstack.xenha.v1.PoolSummary
+	34, // 32: cloudstack.xenha.v1.ListPoolsResponse.pools:type_name -> cloudstack.xenha.v1.PoolSummary
+	1,  // 33: cloudstack.xenha.v1.PoolSummary.policy:type_name -> cloudstack.xenha.v1.Policy
+	0,  // 34: cloudstack.xenha.v1.PoolSummary.controller:type_name -> cloudstack.xenha.v1.Controller
+	11, // 35: cloudstack.xenha.v1.PoolSummary.master:type_name -> cloudstack.xenha.v1.Master
+	37, // 36: cloudstack.xenha.v1.JournalResponse.entries:type_name -> cloudstack.xenha.v1.JournalEntry
+	51, // 37: cloudstack.xenha.v1.JournalEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 38: cloudstack.xenha.v1.ClassifyHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	7,  // 39: cloudstack.xenha.v1.ClassifyHostResponse.host_class:type_name -> cloudstack.xenha.v1.HostClass
+	40, // 40: cloudstack.xenha.v1.ClassifyHostResponse.master:type_name -> cloudstack.xenha.v1.Member
+	40, // 41: cloudstack.xenha.v1.ClassifyHostResponse.members:type_name -> cloudstack.xenha.v1.Member
+	28, // 42: cloudstack.xenha.v1.JoinHostRequest.tls:type_name -> cloudstack.xenha.v1.XAPITLS
+	40, // 43: cloudstack.xenha.v1.JoinHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	40, // 44: cloudstack.xenha.v1.EjectHostResponse.host:type_name -> cloudstack.xenha.v1.Member
+	52, // 45: cloudstack.xenha.v1.EnableXenHARequest.timeout:type_name -> google.protobuf.Duration
+	52, // 46: cloudstack.xenha.v1.EnableXenHAResponse.timeout:type_name -> google.protobuf.Duration
+	0,  // 47: cloudstack.xenha.v1.EnableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	0,  // 48: cloudstack.xenha.v1.DisableXenHAResponse.controller:type_name -> cloudstack.xenha.v1.Controller
+	8,  // 49: cloudstack.xenha.v1.XenHAService.HAMode:input_type -> cloudstack.xenha.v1.HAModeRequest
+	15, // 50: cloudstack.xenha.v1.XenHAService.ElectMaster:input_type -> cloudstack.xenha.v1.ElectMasterRequest
+	18, // 51: cloudstack.xenha.v1.XenHAService.FenceHost:input_type -> cloudstack.xenha.v1.FenceHostRequest
+	23, // 52: cloudstack.xenha.v1.XenHAService.PoolEvents:input_type -> cloudstack.xenha.v1.PoolEventsRequest
+	26, // 53: cloudstack.xenha.v1.XenHAService.AttachPool:input_type -> cloudstack.xenha.v1.AttachPoolRequest
+	30, // 54: cloudstack.xenha.v1.XenHAService.DetachPool:input_type -> cloudstack.xenha.v1.DetachPoolRequest
+	32, // 55: cloudstack.xenha.v1.XenHAService.ListPools:input_type -> cloudstack.xenha.v1.ListPoolsRequest
+	35, // 56: cloudstack.xenha.v1.XenHAService.Journal:input_type -> cloudstack.xenha.v1.JournalRequest
+	41, // 57: cloudstack.xenha.v1.XenHAService.ClassifyHost:input_type -> cloudstack.xenha.v1.ClassifyHostRequest
+	43, // 58: cloudstack.xenha.v1.XenHAService.JoinHost:input_type -> cloudstack.xenha.v1.JoinHostRequest
+	45, // 59: cloudstack.xenha.v1.XenHAService.EjectHost:input_type -> cloudstack.xenha.v1.EjectHostRequest
+	47, // 60: cloudstack.xenha.v1.XenHAService.EnableXenHA:input_type -> cloudstack.xenha.v1.EnableXenHARequest
+	49, // 61: cloudstack.xenha.v1.XenHAService.DisableXenHA:input_type -> cloudstack.xenha.v1.DisableXenHARequest
+	38, // 62: cloudstack.xenha.v1.XenHAService.BackupJournal:input_type -> cloudstack.xenha.v1.BackupJournalRequest
+	9,  // 63: cloudstack.xenha.v1.XenHAService.HAMode:output_type -> cloudstack.xenha.v1.HAModeResponse
+	16, // 64: cloudstack.xenha.v1.XenHAService.ElectMaster:output_type -> cloudstack.xenha.v1.ElectMasterResponse
+	20, // 65: cloudstack.xenha.v1.XenHAService.FenceHost:output_type -> cloudstack.xenha.v1.FenceHostResponse
+	24, // 66: cloudstack.xenha.v1.XenHAService.PoolEvents:output_type -> cloudstack.xenha.v1.PoolEventsResponse
+	29, // 67: cloudstack.xenha.v1.XenHAService.AttachPool:output_type -> cloudstack.xenha.v1.AttachPoolResponse
+	31, // 68: cloudstack.xenha.v1.XenHAService.DetachPool:output_type -> cloudstack.xenha.v1.DetachPoolResponse
+	33, // 69: cloudstack.xenha.v1.XenHAService.ListPools:output_type -> cloudstack.xenha.v1.ListPoolsResponse
+	36, // 70: cloudstack.xenha.v1.XenHAService.Journal:output_type -> cloudstack.xenha.v1.JournalResponse
+	42, // 71: cloudstack.xenha.v1.XenHAService.ClassifyHost:output_type -> cloudstack.xenha.v1.ClassifyHostResponse
+	44, // 72: cloudstack.xenha.v1.XenHAService.JoinHost:output_type -> cloudstack.xenha.v1.JoinHostResponse
+	46, // 73: cloudstack.xenha.v1.XenHAService.EjectHost:output_type -> cloudstack.xenha.v1.EjectHostResponse
+	48, // 74: cloudstack.xenha.v1.XenHAService.EnableXenHA:output_type -> cloudstack.xenha.v1.EnableXenHAResponse
+	50, // 75: cloudstack.xenha.v1.XenHAService.DisableXenHA:output_type -> cloudstack.xenha.v1.DisableXenHAResponse
+	39, // 76: cloudstack.xenha.v1.XenHAService.BackupJournal:output_type -> cloudstack.xenha.v1.BackupJournalResponse
+	63, // [63:77] is the sub-list for method output_type
+	49, // [49:63] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_cloudstack_xenha_v1_xenha_proto_init() }
@@ -4251,7 +4324,7 @@ func file_cloudstack_xenha_v1_xenha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudstack_xenha_v1_xenha_proto_rawDesc), len(file_cloudstack_xenha_v1_xenha_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
