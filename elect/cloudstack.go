@@ -195,7 +195,8 @@ func (el *election) confirmGone(ctx context.Context, old xenha.HostView, c claim
 		el.step("witness:bmc", old.UUID, "no BMC is configured for "+old.Name, false)
 		if !el.req.Override {
 			return el.refuse(fmt.Sprintf("%s does not answer, but no BMC is configured for it, so nothing can confirm it is off "+
-				"and the bridge never promotes beside a master that may be alive: configure its BMC (pools[].fencing.bmcs, host %s), "+
+				"and the bridge never promotes beside a master that may be alive: configure its BMC (CloudStack's out-of-band management for the host, "+
+				"or the bridge's pools[].fencing.bmcs, host %s), "+
 				"or, once you know it is off, call ElectMaster with operator_override and a reason", old.Name, old.UUID))
 		}
 	case bmcErr != nil:

@@ -669,3 +669,25 @@ def test_podman():
     assert 'CMD ["serve", "--config", "/etc/xenha-bridge/config.yaml"]' in containerfile
     assert "/var/lib/xenha-bridge" in containerfile and ":/var/lib/xenha-bridge" in run and ":/etc/xenha-bridge:ro" in run
     assert "IMAGE_NAME:-localhost/xenha-bridge:" in open(os.path.join(ROOT, "deploy", "build-image.sh")).read()
+
+
+def test_the_drop_in_jar_builds_as_printed():
+    """README's and docs/java-shim.md's build command, as printed, gives the
+    one jar they say to copy, with the versioned CloudStack module in it."""
+    import glob
+    import zipfile
+
+    cmd = "mvn -B -f java-shim/pom.xml package -DskipITs"
+    for page in ("README.md", "docs/java-shim.md"):
+        assert f"`{cmd}`" in open(os.path.join(ROOT, page)).read(), f"{page} no longer prints {cmd}"
+    need("mvn", "maven")
+    r = subprocess.run(shlex.split(cmd) + ["-q", "-ntp"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    jars = glob.glob(os.path.join(ROOT, "java-shim/xenha-cloudstack-bundle/target/xenha-cloudstack-bundle-*.jar"))
+    jars = [j for j in jars if not j.endswith(("-sources.jar", "-tests.jar"))]
+    assert len(jars) == 1, jars
+    with zipfile.ZipFile(jars[0]) as z:
+        modules = [n for n in z.namelist() if re.fullmatch(r"META-INF/cloudstack/xenha-bridge-[^/]+/module\.properties", n)]
+        assert len(modules) == 1, modules
+        props = z.read(modules[0]).decode()
+        assert "parent=xenserver-compute" in props, props

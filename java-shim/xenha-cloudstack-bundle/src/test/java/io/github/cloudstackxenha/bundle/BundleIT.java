@@ -49,7 +49,7 @@ class BundleIT {
                     .filter(n -> n.startsWith("META-INF/cloudstack/")).collect(Collectors.toList()));
             assertTrue(names.contains(module + "spring-xenha-bridge-context.xml"));
             assertEquals(2, names.stream().filter(n -> n.startsWith("META-INF/cloudstack/") && !n.endsWith("/")).count(),
-                    "one module only");
+                    "one module only: " + names.stream().filter(n -> n.startsWith("META-INF/cloudstack/")).collect(Collectors.toList()));
             assertFalse(names.stream().anyMatch(n -> n.startsWith("com/cloud/")), "CloudStack's classes are CloudStack's");
             assertFalse(names.stream().anyMatch(n -> n.startsWith("org/apache/logging/")), "log4j is CloudStack's");
             assertTrue(names.stream().anyMatch(n -> n.equals("META-INF/services/" + SHADED.replace('/', '.') + "io.grpc.ManagedChannelProvider")),

@@ -15,6 +15,7 @@ import cloudstack.xenha.v1.Xenha.Controller;
 import cloudstack.xenha.v1.Xenha.ElectMasterRequest;
 import cloudstack.xenha.v1.Xenha.ElectMasterResponse;
 import cloudstack.xenha.v1.Xenha.HAModeResponse;
+import io.github.cloudstackxenha.client.Durations;
 import io.github.cloudstackxenha.client.XenHaBridgeException;
 
 /**
@@ -46,6 +47,8 @@ public final class MasterRecovery implements AutoCloseable {
         return t;
     });
     private final Map<String, ScheduledFuture<?>> pending = new ConcurrentHashMap<>();
+    /** The last refusal logged per pool: the same one again is logged at DEBUG only. */
+    private final Map<String, String> lastRefusal = new ConcurrentHashMap<>();
 
     MasterRecovery(XenHaBridgeContext bridge) {
         this.bridge = bridge;
@@ -126,10 +129,17 @@ public final class MasterRecovery implements AutoCloseable {
                 LOG.info("xenha-bridge: pool {} changed meanwhile ({}): reading it again", pool, e.getMessage());
                 return recover(pool, true);
             }
-            LOG.warn("xenha-bridge: pool {}: election not done: {}{}; asking again in {}", pool, e.getMessage(),
-                    e.violations().isEmpty() ? "" : "; " + e.violations(), bridge.settings().masterRetry());
+            String why = e.code() + ": " + e.reason();
+            if (why.equals(lastRefusal.put(pool, why))) {
+                LOG.debug("xenha-bridge: pool {}: election still not done ({}); asking again in {}", pool, why,
+                        bridge.settings().masterRetry());
+            } else {
+                LOG.warn("xenha-bridge: pool {}: election not done: {}; asking again every {} while the master stays lost. "
+                        + "Trace: {}", pool, e.getMessage(), Durations.format(bridge.settings().masterRetry()), e.violations());
+            }
             return false;
         }
+        lastRefusal.remove(pool);
         LOG.info("xenha-bridge: pool {}: master {} at {} ({}, epoch {}); CloudStack's hosts reconnect to it through their "
                 + "HOST_IS_SLAVE redirect. Trace: {}", pool, r.getMaster().getName(), r.getMaster().getAddress(), r.getElectedBy(),
                 r.getEpoch(), r.getTraceList().stream().map(XenHaBridgeFenceBuilder::step).collect(Collectors.joining("; ")));

@@ -15,8 +15,8 @@ import com.cloud.utils.component.ComponentLifecycle;
  * need, and this keeps the provided API to the interfaces alone.
  *
  * <p>The name is what CloudStack's registries order and exclude by
- * ({@code ha.investigators.order}, {@code ha.fence.builders.exclude}); the
- * Spring XML sets it. The bridge context is injected as the {@code bridge}
+ * ({@code ha.investigators.order}, {@code ha.*.exclude}); the Spring XML
+ * sets it. The bridge context is injected as the {@code bridge}
  * property.
  */
 abstract class XenHaAdapterBase implements Adapter {

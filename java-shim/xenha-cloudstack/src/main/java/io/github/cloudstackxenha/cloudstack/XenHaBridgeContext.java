@@ -20,10 +20,10 @@ import io.github.cloudstackxenha.client.XenHaBridgeConfig;
  * of fenced hosts, the master locator and the pool attacher. A Spring bean:
  * {@code start()} as init-method, {@code close()} as destroy-method.
  *
- * <p>The started bean is also {@link #current()}: the XenServer plugin's
- * XenServerConnectionPool (a static singleton) and XcpServerDiscoverer (in a
- * sibling Spring module, which cannot see this module's beans) reach the
- * locator and the attacher through it.
+ * <p>The started bean is also {@link #current()}: code outside the module
+ * (CloudStack's XenServer plugin is in other Spring modules, its
+ * XenServerConnectionPool a static singleton) reaches the locator and the
+ * attacher through it. The drop-in itself needs no such caller.
  *
  * <p>The configuration is a properties file, by default
  * {@code /etc/cloudstack/management/xenha-bridge.properties} beside

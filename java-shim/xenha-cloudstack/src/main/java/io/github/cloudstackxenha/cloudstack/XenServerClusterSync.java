@@ -28,6 +28,11 @@ import com.cloud.host.dao.HostDetailsDao;
 import com.cloud.org.Cluster;
 import com.cloud.utils.db.GenericDao;
 
+import org.apache.cloudstack.outofbandmanagement.OutOfBandManagement;
+import org.apache.cloudstack.outofbandmanagement.dao.OutOfBandManagementDao;
+
+import cloudstack.xenha.v1.Xenha.BMC;
+import cloudstack.xenha.v1.Xenha.HostBMC;
 import io.github.cloudstackxenha.client.XenHaBridgeException;
 
 /**
@@ -40,7 +45,9 @@ import io.github.cloudstackxenha.client.XenHaBridgeException;
  * reconnect), its cluster's hosts come from {@code HostDao.findByClusterId},
  * the credentials from the host's details ({@code HostDetailsDao.findDetails},
  * where XcpServerDiscoverer.find stored them, the password decrypted by
- * HostDetailsDaoImpl), the name from the cluster. The attach runs on its own
+ * HostDetailsDaoImpl), the name from the cluster, each host's BMC from its
+ * out-of-band management settings (the witness that lets the bridge replace
+ * a dead master: without one it refuses). The attach runs on its own
  * thread, never inside CloudStack's connect. A cluster that cannot be
  * attached (bridge down, refused) stays on stock behaviour and is tried again
  * at its hosts' next connect; the reason is logged at ERROR.
@@ -53,6 +60,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
     private HostDao hostDao;
     private HostDetailsDao hostDetailsDao;
     private ClusterDao clusterDao;
+    private OutOfBandManagementDao oobmDao;
     private final Set<Long> attaching = ConcurrentHashMap.newKeySet();
     private final ExecutorService worker = Executors.newSingleThreadExecutor(r -> {
         Thread t = new Thread(r, "xenha-cluster-sync");
@@ -80,6 +88,9 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         if (clusterDao == null) {
             clusterDao = ctx.getBeanProvider(ClusterDao.class).getIfUnique();
         }
+        if (oobmDao == null) {
+            oobmDao = ctx.getBeanProvider(OutOfBandManagementDao.class).getIfUnique();
+        }
     }
 
     public void setBridge(XenHaBridgeContext bridge) {
@@ -100,6 +111,10 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
 
     public void setClusterDao(ClusterDao clusterDao) {
         this.clusterDao = clusterDao;
+    }
+
+    public void setOutOfBandManagementDao(OutOfBandManagementDao oobmDao) {
+        this.oobmDao = oobmDao;
     }
 
     /** Spring init-method: listens for host connections when the context is active and auto-attach is on. */
@@ -156,6 +171,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
      */
     public boolean attach(long clusterId) {
         List<String> addresses = new ArrayList<>();
+        List<HostBMC> bmcs = new ArrayList<>();
         Map<String, String> credentials = null;
         List<? extends Host> hosts = hostDao.findByClusterId(clusterId);
         for (Host h : hosts) {
@@ -163,6 +179,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                 continue;
             }
             addresses.add(h.getPrivateIpAddress());
+            bmc(h).ifPresent(bmcs::add);
             if (credentials == null) {
                 Map<String, String> d = hostDetailsDao.findDetails(h.getId());
                 if (d != null && d.get("username") != null && d.get("password") != null) {
@@ -197,7 +214,13 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         Cluster c = clusters.findById(clusterId);
         String name = c == null ? null : c.getName();
         try {
-            bridge.poolAttacher().attachCluster(clusterId, name, addresses, credentials.get("username"), credentials.get("password"));
+            if (bmcs.isEmpty()) {
+                LOG.warn("xenha-bridge: cluster {} ({}): no host has out-of-band management (a BMC) enabled in CloudStack: "
+                        + "the bridge cannot prove a dead master off and will not replace it. Configure out-of-band management "
+                        + "(ipmitool or redfish) for its hosts", clusterId, name);
+            }
+            bridge.poolAttacher().attachCluster(clusterId, name, addresses, credentials.get("username"), credentials.get("password"),
+                    bmcs);
             return true;
         } catch (XenHaBridgeException e) {
             LOG.error("xenha-bridge: cluster {} ({}) could not be handed to the bridge: {}. It keeps CloudStack's stock behaviour "
@@ -205,6 +228,42 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                     clusterId, name, e.getMessage(), bridge.client().config().target());
             return false;
         }
+    }
+
+    /**
+     * The host's BMC from CloudStack's out-of-band management settings
+     * (OutOfBandManagementDao.findByHost; the password decrypted on load),
+     * keyed by the host's XenServer UUID: IPMITOOL as {@code ipmi} at
+     * address:port (623 by default), REDFISH as {@code redfish} at
+     * https://address (an address with a scheme is taken as the URL).
+     */
+    java.util.Optional<HostBMC> bmc(Host h) {
+        if (oobmDao == null) {
+            return java.util.Optional.empty();
+        }
+        OutOfBandManagement o = oobmDao.findByHost(h.getId());
+        java.util.Optional<String> uuid = Hosts.xenUuid(h);
+        if (o == null || !o.isEnabled() || o.getDriver() == null || o.getAddress() == null || o.getAddress().isEmpty()
+                || !uuid.isPresent()) {
+            return java.util.Optional.empty();
+        }
+        String port = o.getPort() == null ? "" : o.getPort().trim();
+        BMC.Builder b = BMC.newBuilder().setUsername(o.getUsername() == null ? "" : o.getUsername())
+                .setPassword(o.getPassword() == null ? "" : o.getPassword());
+        switch (o.getDriver().toLowerCase(java.util.Locale.ROOT)) {
+            case "ipmitool":
+                b.setDriver("ipmi").setAddress(o.getAddress() + ":" + (port.isEmpty() ? "623" : port));
+                break;
+            case "redfish":
+                String a = o.getAddress();
+                b.setDriver("redfish").setAddress(a.contains("://") ? a : "https://" + a + (port.isEmpty() ? "" : ":" + port));
+                break;
+            default:
+                LOG.warn("xenha-bridge: {}: out-of-band management driver {} is not one the bridge can use (ipmitool, redfish)",
+                        Hosts.describe(h), o.getDriver());
+                return java.util.Optional.empty();
+        }
+        return java.util.Optional.of(HostBMC.newBuilder().setHost(uuid.get()).setBmc(b).build());
     }
 
     @Override

@@ -12,6 +12,7 @@ import com.google.protobuf.Duration;
 
 import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
 import cloudstack.xenha.v1.Xenha.AttachPoolResponse;
+import cloudstack.xenha.v1.Xenha.HostBMC;
 import cloudstack.xenha.v1.Xenha.PoolSummary;
 import io.github.cloudstackxenha.client.PoolEventsListener;
 import io.github.cloudstackxenha.client.XenHaBridgeException;
@@ -23,17 +24,14 @@ import io.grpc.Status;
  * when the last known one dies), the credentials CloudStack was given, and
  * the policy, storage timeout and XAPI TLS of the configuration.
  *
- * <p>The XenServer plugin calls {@link #attachCluster} from
- * XcpServerDiscoverer.find(), once it has the pool's host records and has
- * set the cluster's GUID to the pool UUID. Attaching the same pool again is
- * a no-op on the bridge, so calling it on every host added is fine. The pool
- * is named after the cluster; its events are then followed
- * ({@link PoolWatch}), which also attaches it again if the bridge restarts.
+ * <p>{@link XenServerClusterSync} calls {@link #attachCluster} when a
+ * cluster's host connects, from CloudStack's records; other code may too
+ * (through {@code XenHaBridgeContext.current()}). Attaching the same pool
+ * again is a no-op on the bridge (its BMCs are replaced). The pool is named
+ * after the cluster; its events are then followed ({@link PoolWatch}), which
+ * also attaches it again if the bridge restarts.
  *
  * <p>One per {@link XenHaBridgeContext}: {@link XenHaBridgeContext#poolAttacher()}.
- * XcpServerDiscoverer lives in another Spring module (xenserver-discoverer,
- * under discoverer) that cannot see this one's beans: it reaches the
- * attacher with {@code XenHaBridgeContext.current()}.
  */
 public class XenServerPoolAttacher {
     private static final Logger LOG = LogManager.getLogger(XenServerPoolAttacher.class);
@@ -57,6 +55,16 @@ public class XenServerPoolAttacher {
      */
     public PoolSummary attachCluster(long clusterId, String clusterName, Collection<String> hostAddresses, String username,
             String password) {
+        return attachCluster(clusterId, clusterName, hostAddresses, username, password, java.util.List.of());
+    }
+
+    /**
+     * As {@link #attachCluster(long, String, Collection, String, String)}, with
+     * the members' BMCs (CloudStack's out-of-band management settings), which
+     * the bridge fences with and proves a dead master off with.
+     */
+    public PoolSummary attachCluster(long clusterId, String clusterName, Collection<String> hostAddresses, String username,
+            String password, Collection<HostBMC> bmcs) {
         ShimSettings s = bridge.settings();
         TreeSet<String> members = new TreeSet<>();
         for (String a : hostAddresses) {
@@ -65,7 +73,7 @@ public class XenServerPoolAttacher {
             }
         }
         AttachPoolRequest.Builder req = AttachPoolRequest.newBuilder().setName(poolName(clusterName, clusterId))
-                .addAllMembers(members).setUsername(username).setPassword(password).setPolicy(s.policy()).setTls(s.xapiTls());
+                .addAllMembers(members).setUsername(username).setPassword(password).setPolicy(s.policy()).setTls(s.xapiTls()).addAllBmcs(bmcs);
         if (s.storageTimeout() != null) {
             req.setStorageTimeout(Duration.newBuilder().setSeconds(s.storageTimeout().getSeconds())
                     .setNanos(s.storageTimeout().getNano()));

@@ -36,6 +36,8 @@ import com.cloud.host.Host;
 import com.cloud.host.dao.HostDao;
 import com.cloud.host.dao.HostDetailsDao;
 import com.cloud.hypervisor.Hypervisor.HypervisorType;
+import org.apache.cloudstack.outofbandmanagement.OutOfBandManagement;
+import org.apache.cloudstack.outofbandmanagement.dao.OutOfBandManagementDao;
 
 import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
 import cloudstack.xenha.v1.Xenha.FenceHostResponse;
@@ -58,6 +60,7 @@ class ModuleInCloudStackTest {
     private final Host attached = Fakes.xen(5, UUID0, "10.0.0.11", 3);
     private final Host other = Fakes.xen(9, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.9.9.9", 4);
     private CloudStackModel cs;
+    private final Map<Object, OutOfBandManagement> oobm = new HashMap<>();
 
     @BeforeEach
     void setUp() throws Exception {
@@ -92,6 +95,9 @@ class ModuleInCloudStackTest {
         beans.put("hostDetailsDaoImpl", java.lang.reflect.Proxy.newProxyInstance(HostDetailsDao.class.getClassLoader(),
                 new Class<?>[] {HostDetailsDao.class}, (p, m, a) -> m.getName().equals("findDetails")
                         ? Map.of("username", "root", "password", "xs-password", "url", "http://x") : m.getName().equals("toString") ? "HostDetailsDao" : null));
+        beans.put("outOfBandManagementDaoImpl", java.lang.reflect.Proxy.newProxyInstance(OutOfBandManagementDao.class.getClassLoader(),
+                new Class<?>[] {OutOfBandManagementDao.class}, (p, m, a) -> m.getName().equals("findByHost") ? oobm.get(a[0])
+                        : m.getName().equals("toString") ? "OutOfBandManagementDao" : null));
         beans.put("clusterDaoImpl", java.lang.reflect.Proxy.newProxyInstance(ClusterDao.class.getClassLoader(), new Class<?>[] {ClusterDao.class},
                 (p, m, a) -> m.getName().equals("findById") ? new ClusterVO() {
                     @Override
@@ -171,6 +177,52 @@ class ModuleInCloudStackTest {
         assertFalse(cs.fence(Fakes.vm("i-2-10-VM"), attached));
         assertEquals(1, bridge.service().fenceRequests.size());
         assertTrue(cs.stockXenFencer.calls.isEmpty(), "one captain per pool: " + cs.stockXenFencer.calls);
+    }
+
+    private static OutOfBandManagement oobm(boolean enabled, String driver, String address, String port) {
+        Map<String, Object> a = new HashMap<>();
+        a.put("isEnabled", enabled);
+        a.put("getDriver", driver);
+        a.put("getAddress", address);
+        a.put("getPort", port);
+        a.put("getUsername", "admin");
+        a.put("getPassword", "bmc-secret");
+        return Fakes.of(OutOfBandManagement.class, a);
+    }
+
+    @Test
+    void theHostsBmcsComeFromCloudStacksOutOfBandManagement() throws Exception {
+        config("");
+        oobm.put(5L, oobm(true, "IPMITOOL", "10.0.1.11", ""));
+        oobm.put(6L, oobm(true, "REDFISH", "10.0.1.12", "8443"));
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        awaitAttached("Cluster-3");
+        AttachPoolRequest r = bridge.service().attachRequests.get(0);
+        assertEquals(2, r.getBmcsCount());
+        assertEquals(UUID0, r.getBmcs(0).getHost(), "keyed by the host's XenServer UUID");
+        assertEquals("ipmi", r.getBmcs(0).getBmc().getDriver());
+        assertEquals("10.0.1.11:623", r.getBmcs(0).getBmc().getAddress());
+        assertEquals("bmc-secret", r.getBmcs(0).getBmc().getPassword());
+        assertEquals("redfish", r.getBmcs(1).getBmc().getDriver());
+        assertEquals("https://10.0.1.12:8443", r.getBmcs(1).getBmc().getAddress());
+        // disabled out-of-band management is not a BMC the bridge may use
+        oobm.put(9L, oobm(false, "IPMITOOL", "10.0.1.19", "623"));
+        connect(other);
+        awaitAttached("Cluster-4");
+        assertEquals(0, bridge.service().attachRequests.get(1).getBmcsCount());
+    }
+
+    @Test
+    void aPoolTheBridgeAlreadyHasIsFollowedNotAttachedTwice() throws Exception {
+        config("");
+        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
+        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        assertEquals("cluster-a", ctx.pools().poolOfCluster(3).get(), "found by member address");
+        assertTrue(bridge.service().attachRequests.isEmpty(), "one XenServer pool is never two bridge pools");
     }
 
     @Test

@@ -23,10 +23,17 @@ final class BridgeProcess implements AutoCloseable {
     private final Path journal;
     private final Path log;
     private final List<String> extraArgs;
+    private final boolean simulate;
     private volatile Process process;
     private int starts;
 
     BridgeProcess(Path workDir, List<String> extraArgs) throws IOException {
+        this(workDir, extraArgs, true);
+    }
+
+    /** {@code simulate} false: `serve` with no pool at all, as in production before CloudStack attaches any. */
+    BridgeProcess(Path workDir, List<String> extraArgs, boolean simulate) throws IOException {
+        this.simulate = simulate;
         this.binary = binary();
         this.grpcPort = freePort();
         this.controlPort = freePort();
@@ -84,15 +91,17 @@ final class BridgeProcess implements AutoCloseable {
     }
 
     void start() throws IOException, InterruptedException {
-        List<String> cmd = new ArrayList<>(List.of(binary.toString(), "serve", "--simulate", "--listen", target(),
-                "--sim-control", "127.0.0.1:" + controlPort, "--sim-port", "0", "--journal", journal.toString()));
+        List<String> cmd = new ArrayList<>(List.of(binary.toString(), "serve", "--listen", target(), "--journal", journal.toString()));
+        if (simulate) {
+            cmd.addAll(List.of("--simulate", "--sim-control", "127.0.0.1:" + controlPort, "--sim-port", "0"));
+        }
         cmd.addAll(extraArgs);
         Files.write(log, ("--- start " + (++starts) + ": " + String.join(" ", cmd) + "\n").getBytes(StandardCharsets.UTF_8),
                 java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
         process = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
                 .start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!(listening(grpcPort) && listening(controlPort))) {
+        while (!(listening(grpcPort) && (!simulate || listening(controlPort)))) {
             if (!process.isAlive() || System.nanoTime() > deadline) {
                 String tail = logTail();
                 stop();

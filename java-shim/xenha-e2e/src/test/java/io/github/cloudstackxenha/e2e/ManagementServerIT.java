@@ -37,6 +37,8 @@ import com.cloud.host.Host;
 import com.cloud.host.dao.HostDao;
 import com.cloud.host.dao.HostDetailsDao;
 import com.cloud.hypervisor.Hypervisor.HypervisorType;
+import org.apache.cloudstack.outofbandmanagement.OutOfBandManagement;
+import org.apache.cloudstack.outofbandmanagement.dao.OutOfBandManagementDao;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 
@@ -59,10 +61,11 @@ import io.github.cloudstackxenha.cloudstack.XenHaBridgeContext;
  * simulated pool. Nothing here calls the shim's classes directly: CloudStack
  * connects hosts, asks its investigators and fence builders, and logs in.
  *
- * <p>Clusters: 1 is the simulated pool (three hosts, the bridge has it with
- * its BMCs), 2 a XenServer cluster the bridge cannot have (no credentials in
- * host_details), 3 the simulator's standalone host (attached at run time),
- * 4 a KVM cluster.
+ * <p>The bridge starts with no pool, as in production: clusters 1 (the
+ * simulated pool, three hosts, their Redfish BMCs in CloudStack's out-of-band
+ * management) and 3 (the simulator's standalone host) come from CloudStack's
+ * records; 2 is a XenServer cluster the bridge cannot have (no credentials in
+ * host_details), 4 a KVM cluster.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -71,6 +74,7 @@ class ManagementServerIT {
 
     private Path work;
     private BridgeProcess bridge;
+    private SimProcess simulator;
     private SimControl sim;
     private XapiLogin xapi;
     private final List<Host> pool = new ArrayList<>();
@@ -79,6 +83,7 @@ class ManagementServerIT {
     private final Host kvm = Fakes.host(400, "kvm-1", "kvm-guid", "10.1.1.1", 4L, HypervisorType.KVM);
     private final Map<Long, List<Host>> clusters = new HashMap<>();
     private final Map<Long, Map<String, String>> details = new HashMap<>();
+    private final Map<Long, OutOfBandManagement> oobm = new HashMap<>();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
     private CloudStackModel cs;
     private final EventLog events = new EventLog();
@@ -87,17 +92,18 @@ class ManagementServerIT {
     @BeforeAll
     void start() throws Exception {
         work = Files.createTempDirectory("xenha-ms-");
-        bridge = new BridgeProcess(work, List.of());
+        simulator = new SimProcess(1);
+        sim = new SimControl(simulator.controlUrl());
+        bridge = new BridgeProcess(work, List.of(), false); // no pool until CloudStack hands one over
         bridge.start();
-        sim = new SimControl(bridge.controlUrl());
-        JsonObject info = sim.info();
+        JsonObject info = simulator.info;
         for (JsonElement e : info.getAsJsonArray("hosts")) {
             pool.add(host(e.getAsJsonObject(), 1));
         }
         JsonObject standalone = info.getAsJsonArray("standalone").get(0).getAsJsonObject();
         solo = host(standalone, 3);
         unattached = Fakes.host(200, "xs-lost", "5566c74d-1003-4c4d-bbbb-0407d1e2c600", "127.77.9.9", 2L, HypervisorType.XenServer);
-        int port = URI.create(standalone.get("url").getAsString()).getPort();
+        int port = simulator.xapiPort;
         String user = info.get("username").getAsString();
         String password = info.get("password").getAsString();
         xapi = new XapiLogin(port, user, password);
@@ -105,8 +111,18 @@ class ManagementServerIT {
         clusters.put(2L, List.of(unattached));
         clusters.put(3L, List.of(solo));
         clusters.put(4L, List.of(kvm));
+        int i = 0;
         for (Host h : pool) {
             details.put(h.getId(), Map.of("username", user, "password", password, "url", "http://" + h.getPrivateIpAddress()));
+            // Out-of-band management as an operator configures it in CloudStack: the simulated hosts' Redfish BMCs.
+            Map<String, Object> o = new HashMap<>();
+            o.put("isEnabled", true);
+            o.put("getDriver", "REDFISH");
+            o.put("getAddress", info.getAsJsonArray("hosts").get(i++).getAsJsonObject().get("bmc_url").getAsString());
+            o.put("getPort", "");
+            o.put("getUsername", info.get("bmc_username").getAsString());
+            o.put("getPassword", info.get("bmc_password").getAsString());
+            oobm.put(h.getId(), Fakes.of(OutOfBandManagement.class, o));
         }
         details.put(solo.getId(), Map.of("username", user, "password", password));
         details.put(unattached.getId(), Map.of("url", "http://127.77.9.9"));
@@ -132,6 +148,9 @@ class ManagementServerIT {
             bridge.close();
             System.out.println("bridge log: " + bridge.log());
         }
+        if (simulator != null) {
+            simulator.close();
+        }
         BridgeProcess.deleteTree(work);
     }
 
@@ -149,6 +168,7 @@ class ManagementServerIT {
         }));
         beans.put("hostDaoImpl", proxy(HostDao.class, (m, a) -> new ArrayList<>(clusters.getOrDefault(a[0], List.of()))));
         beans.put("hostDetailsDaoImpl", proxy(HostDetailsDao.class, (m, a) -> details.getOrDefault(a[0], Map.of())));
+        beans.put("outOfBandManagementDaoImpl", proxy(OutOfBandManagementDao.class, (m, a) -> oobm.get(a[0])));
         beans.put("clusterDaoImpl", proxy(ClusterDao.class, (m, a) -> new ClusterVO() {
             @Override
             public String getName() {
@@ -227,17 +247,17 @@ class ManagementServerIT {
         assertEquals(List.of("KVMFenceBuilder", "XenHaBridgeFenceBuilder"), CloudStackModel.names(cs.fenceBuilders));
         connectAll();
         XenHaBridgeContext ctx = XenHaBridgeContext.current().orElseThrow();
-        await("cluster 1 known as the bridge's pool sim, cluster 3 attached", WAIT,
+        await("clusters 1 and 3 attached", WAIT,
                 () -> ctx.pools().poolOfCluster(1).isPresent() && ctx.pools().poolOfCluster(3).isPresent());
-        assertEquals("sim", ctx.pools().poolOfCluster(1).get(), "the pool the bridge has (with its BMCs) is followed, not attached twice");
+        assertEquals("Production", ctx.pools().poolOfCluster(1).get(), "named after the cluster");
         assertEquals("xen-3", ctx.pools().poolOfCluster(3).get());
         List<String> names = client().listPools().stream().map(PoolSummary::getName).sorted().collect(Collectors.toList());
-        assertEquals(List.of("sim", "xen-3"), names);
+        assertEquals(List.of("Production", "xen-3"), names, "the bridge had no pool: every one came from CloudStack's records");
         assertTrue(ctx.pools().poolOfCluster(2).isEmpty(), "no credentials: not handed over");
-        watching = client().poolEvents("sim", events);
+        watching = client().poolEvents("Production", events);
         assertTrue(watching.awaitSynced(Duration.ofSeconds(10)));
-        await("sim observed with its master", WAIT, () -> {
-            HAModeResponse m = client().haMode("sim");
+        await("Production observed with its master", WAIT, () -> {
+            HAModeResponse m = client().haMode("Production");
             return m.getObserved() && m.getMaster().getReachable();
         });
     }
@@ -262,17 +282,17 @@ class ManagementServerIT {
         for (Host h : pool) {
             assertEquals(old.getPrivateIpAddress(), xapi.connect(h.getPrivateIpAddress()), "before: " + h.getName() + " leads to the master");
         }
-        long epoch = client().haMode("sim").getEpoch();
+        long epoch = client().haMode("Production").getEpoch();
         sim.host(0, "power-off");
 
         // Nobody calls ElectMaster here: the shim's listener hears MASTER_LOST and asks.
         PoolEvent changed = events.await("MASTER_CHANGED", e -> e.getType() == EventType.EVENT_TYPE_MASTER_CHANGED, Duration.ofSeconds(60));
         assertNotEquals(old.getGuid(), changed.getHostUuid());
-        HAModeResponse m = client().haMode("sim");
+        HAModeResponse m = client().haMode("Production");
         assertTrue(m.getEpoch() > epoch);
         String master = m.getMaster().getAddress();
-        List<JournalEntry> journal = client().journal("sim", 0, 0);
-        assertTrue(journal.stream().anyMatch(e -> e.getRequestId().startsWith("cloudstack-master-lost-sim-")),
+        List<JournalEntry> journal = client().journal("Production", 0, 0);
+        assertTrue(journal.stream().anyMatch(e -> e.getRequestId().startsWith("cloudstack-master-lost-Production-")),
                 "elected at the shim's request: " + journal.stream().map(JournalEntry::getRequestId).distinct().collect(Collectors.toList()));
 
         // CloudStack's resources log in to their own host and follow HOST_IS_SLAVE: to the new master now.
@@ -312,7 +332,6 @@ class ManagementServerIT {
     @Test
     @Order(6)
     void aBridgeRestartIsFollowed() throws Exception {
-        bridge.restart();
         XenHaBridgeContext ctx = XenHaBridgeContext.current().orElseThrow();
         await("the pool attached at run time attached again", WAIT,
                 () -> {
@@ -324,7 +343,7 @@ class ManagementServerIT {
                 });
         await("sim observed again", WAIT, () -> {
             try {
-                return ctx.client().haMode("sim").getObserved();
+                return ctx.client().haMode("Production").getObserved();
             } catch (RuntimeException e) {
                 return false;
             }
