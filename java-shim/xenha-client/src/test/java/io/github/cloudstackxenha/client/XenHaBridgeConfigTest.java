@@ -178,4 +178,37 @@ class XenHaBridgeConfigTest {
         IOException e = assertThrows(IOException.class, () -> BearerToken.fromFile("xenha.bridge.token_file", token));
         assertTrue(e.getMessage().contains("holds no token"), e.getMessage());
     }
+
+    /** The bridge's rules for secret files (config/files.go), which the token file did not all follow before. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({
+            "rw-----w-, writable by other users",
+            "rw-rw----, writable by its group",
+            "rw-r---w-, writable by other users",
+    })
+    void aTokenFileOthersCanWriteIsRefused(String mode, String why) throws IOException {
+        Path token = dir.resolve("token");
+        Files.write(token, "tok".getBytes(StandardCharsets.UTF_8));
+        Files.setPosixFilePermissions(token, PosixFilePermissions.fromString(mode));
+        IOException e = assertThrows(IOException.class, () -> BearerToken.fromFile("xenha.bridge.token_file", token));
+        assertTrue(e.getMessage().contains(why) && e.getMessage().contains("chmod 600"), e.getMessage());
+    }
+
+    @Test
+    void aTokenFileThatIsNotAPlainSmallFileIsRefused() throws IOException {
+        Path d = Files.createDirectory(dir.resolve("tokdir"));
+        assertTrue(assertThrows(IOException.class, () -> BearerToken.fromFile("k", d)).getMessage().contains("is a directory"));
+        Path big = dir.resolve("big");
+        Files.write(big, new byte[(int) BearerToken.MAX_FILE + 1]);
+        Files.setPosixFilePermissions(big, PosixFilePermissions.fromString("rw-------"));
+        assertTrue(assertThrows(IOException.class, () -> BearerToken.fromFile("k", big)).getMessage().contains("too large"));
+        Path blank = dir.resolve("blank");
+        Files.write(blank, "   \t \n".getBytes(StandardCharsets.UTF_8));
+        Files.setPosixFilePermissions(blank, PosixFilePermissions.fromString("rw-------"));
+        assertTrue(assertThrows(IOException.class, () -> BearerToken.fromFile("k", blank)).getMessage().contains("holds no token"));
+        Path none = dir.resolve("none");
+        Files.createFile(none);
+        Files.setPosixFilePermissions(none, PosixFilePermissions.fromString("rw-------"));
+        assertTrue(assertThrows(IOException.class, () -> BearerToken.fromFile("k", none)).getMessage().contains("is empty"));
+    }
 }
