@@ -122,6 +122,11 @@ public final class PoolEventsListener implements AutoCloseable {
         return synced.await(timeout.toMillis(), TimeUnit.MILLISECONDS);
     }
 
+    /** Whether it was closed or stopped on a terminal failure: it delivers nothing more. */
+    public boolean isStopped() {
+        return closed;
+    }
+
     /** Cancels the stream and stops; waits up to 5 s unless called from the handler itself. */
     @Override
     public void close() {

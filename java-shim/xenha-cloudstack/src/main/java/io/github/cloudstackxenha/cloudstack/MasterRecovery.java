@@ -66,6 +66,7 @@ public final class MasterRecovery implements AutoCloseable {
 
     /** A master is known again for {@code pool}: no more attempts. */
     public void masterFound(String pool) {
+        lastRefusal.remove(pool);
         ScheduledFuture<?> f = pending.remove(pool);
         if (f != null) {
             f.cancel(false);
@@ -110,6 +111,7 @@ public final class MasterRecovery implements AutoCloseable {
             return false;
         }
         if (mode.getMaster().getReachable()) {
+            lastRefusal.remove(pool);
             LOG.info("xenha-bridge: pool {}: the bridge reaches master {} again", pool, mode.getMaster().getName());
             return true;
         }

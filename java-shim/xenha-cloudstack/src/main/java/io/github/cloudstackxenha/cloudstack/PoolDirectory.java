@@ -71,7 +71,7 @@ public final class PoolDirectory {
     /** The cluster is no longer handed to the bridge. */
     void forget(long clusterId) {
         String pool = byCluster.remove(clusterId);
-        if (pool != null) {
+        if (pool != null && !byCluster.containsValue(pool)) {
             attached.remove(pool);
         }
     }

@@ -50,9 +50,11 @@ final class PoolWatch implements PoolEventsHandler {
 
     @Override
     public void onResync(Resync resync) {
-        if (resync.reason() != Resync.Reason.STARTED && !resync.snapshot().getMaster().getReachable()
-                && resync.snapshot().getController() == Controller.CONTROLLER_CLOUDSTACK) {
-            // A MASTER_LOST may be among the events not received: the snapshot says.
+        if (resync.snapshot().getObserved() && !resync.snapshot().getMaster().getReachable()
+                && (resync.snapshot().getController() == Controller.CONTROLLER_CLOUDSTACK
+                        || resync.snapshot().getController() == Controller.CONTROLLER_XENHA)) {
+            // The master was lost before this listener started, or among the
+            // events not received: the snapshot says.
             bridge.masterRecovery().masterLost(pool);
         }
         if (resync.reason() == Resync.Reason.STARTED) {

@@ -44,9 +44,10 @@ public class XenHaBridgeContext implements AutoCloseable {
 
     private String configFile = DEFAULT_CONFIG_FILE;
     private String module = "xenha-bridge";
-    private String problem;
+    private volatile String problem;
+    private volatile boolean closed;
     private MasterRecovery recovery;
-    private XenHaBridgeClient client;
+    private volatile XenHaBridgeClient client;
     private ShimSettings settings;
     private PoolDirectory pools;
     private final FenceLedger fences = new FenceLedger();
@@ -161,12 +162,14 @@ public class XenHaBridgeContext implements AutoCloseable {
 
     private void fail(String why) {
         problem = why;
-        LOG.error("xenha-bridge: {}. Until then every XenServer cluster keeps CloudStack's stock behaviour, fencing included", why);
+        LOG.error("xenha-bridge: {}. Until then every XenServer cluster keeps CloudStack's stock behaviour on this management "
+                + "server, fencing included; with several management servers, keep the module active on all or on none, or this "
+                + "one's stock fencer may act on pools another server's bridge controls", why);
     }
 
     /** Whether the context started: configured, the only copy, with a client. The adapters act only then. */
     public boolean isActive() {
-        return client != null && problem == null;
+        return client != null && problem == null && !closed;
     }
 
     /** Why the context is inactive, or null. */
@@ -177,6 +180,7 @@ public class XenHaBridgeContext implements AutoCloseable {
     /** Stops the event listeners and closes the channel. */
     @Override
     public synchronized void close() {
+        closed = true;
         CURRENT.compareAndSet(this, null);
         if (recovery != null) {
             recovery.close();
@@ -222,7 +226,7 @@ public class XenHaBridgeContext implements AutoCloseable {
     }
 
     private void requireStarted() {
-        if (!isActive()) {
+        if (client == null || problem != null) {
             throw new IllegalStateException("xenha-bridge: the context is not active: "
                     + (problem != null ? problem : "not started (init-method start)"));
         }

@@ -95,9 +95,18 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
         try {
             pool = bridge().pools().poolOf(host);
         } catch (XenHaBridgeException e) {
-            // Only a cluster never confirmed as the bridge's gets here (a
-            // confirmed one is known without asking): the bridge is not acting
-            // for it through this management server, the stock fencer decides.
+            // A cluster not known here and a bridge that cannot be asked: the
+            // pool may be the bridge's (its configuration, or attached through
+            // another management server), so with auto-attach on, where every
+            // XenServer cluster is meant to be the bridge's, nobody fences it
+            // now (two captains is worse; CloudStack asks again). Without
+            // auto-attach only the bridge's configured pools are its own.
+            if (bridge().settings().autoAttach()) {
+                LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): not fenced, to keep one "
+                        + "captain per pool; CloudStack will ask again. Check that xenha-bridge serve runs and answers at {}",
+                        Hosts.describe(host), e.getMessage(), bridge().client().config().target());
+                return false;
+            }
             LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): the stock {} decides",
                     Hosts.describe(host), e.getMessage(), StockFencerHandover.STOCK_NAME);
             return stock(vm, host);
@@ -152,6 +161,17 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
             } catch (XenHaBridgeException e) {
                 if (e.code() == Status.Code.NOT_FOUND && "pool".equals(e.resourceType()) && attempt == 0 && reattach(pool)) {
                     continue; // the bridge restarted and forgot the pool: attached again, ask again
+                }
+                if (e.code() == Status.Code.NOT_FOUND && "pool".equals(e.resourceType()) && host.getClusterId() != null) {
+                    // The bridge no longer has the pool and it cannot be attached
+                    // from here: not fenced now; forgotten, so that the cluster is
+                    // handed over anew at its hosts' next connect (or, if the
+                    // bridge really does not have it, decided by the stock fencer
+                    // next time).
+                    LOG.error("xenha-bridge: the bridge no longer has pool {} of {}: not fenced now; CloudStack will ask again",
+                            pool, Hosts.describe(host));
+                    bridge().poolAttacher().forgetCluster(host.getClusterId());
+                    return Attempt.FAILED;
                 }
                 if (e.code() == Status.Code.NOT_FOUND) {
                     LOG.info("xenha-bridge: {} is not the bridge's to fence: {}", Hosts.describe(host), e.getMessage());

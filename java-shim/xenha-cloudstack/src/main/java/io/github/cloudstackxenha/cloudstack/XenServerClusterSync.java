@@ -40,7 +40,8 @@ import io.github.cloudstackxenha.client.XenHaBridgeException;
  * CloudStack's own records: no second list of pools to keep in sync.
  *
  * <p>An AgentManager listener, like the stock XcpServerDiscoverer
- * ({@code registerForHostEvents(this, true, false, true)} in its configure()):
+ * (it calls {@code registerForHostEvents(this, true, false, true)} in its
+ * configure(); this listener registers without priority):
  * when a XenServer host connects (at start-up, when added, after a
  * reconnect), its cluster's hosts come from {@code HostDao.findByClusterId},
  * the credentials from the host's details ({@code HostDetailsDao.findDetails},
@@ -61,7 +62,9 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
     private HostDetailsDao hostDetailsDao;
     private ClusterDao clusterDao;
     private OutOfBandManagementDao oobmDao;
+    private static final long SYNC_SPACING_NANOS = java.util.concurrent.TimeUnit.SECONDS.toNanos(10);
     private final Set<Long> attaching = ConcurrentHashMap.newKeySet();
+    private final Map<Long, Long> lastSync = new ConcurrentHashMap<>();
     private final ExecutorService worker = Executors.newSingleThreadExecutor(r -> {
         Thread t = new Thread(r, "xenha-cluster-sync");
         t.setDaemon(true);
@@ -148,14 +151,22 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             return;
         }
         long cluster = host.getClusterId();
-        if (bridge.pools().poolOfCluster(cluster).isPresent() || !attaching.add(cluster)) {
+        // Every connect syncs the cluster (an attach with the same members is
+        // a no-op on the bridge and refreshes the BMCs), once at a time and
+        // at most every SYNC_SPACING: a cluster's hosts connect together.
+        Long last = lastSync.get(cluster);
+        if ((last != null && System.nanoTime() - last < SYNC_SPACING_NANOS) || !attaching.add(cluster)) {
             return;
         }
         try {
             worker.execute(() -> {
                 try {
                     attach(cluster);
+                } catch (RuntimeException e) {
+                    LOG.error("xenha-bridge: cluster {} could not be handed to the bridge ({}): it keeps CloudStack's stock "
+                            + "behaviour until its hosts next connect", cluster, e.toString());
                 } finally {
+                    lastSync.put(cluster, System.nanoTime());
                     attaching.remove(cluster);
                 }
             });
@@ -195,32 +206,44 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                     + "it keeps stock behaviour", clusterId);
             return false;
         }
+        GenericDao<? extends Cluster, Long> clusters = clusterDao;
+        Cluster c = clusters.findById(clusterId);
+        String name = XenServerPoolAttacher.poolName(c == null ? null : c.getName(), clusterId);
+        String user = credentials.get("username");
+        String password = credentials.get("password");
         try {
-            // A pool the bridge already has (its configuration, with the BMCs
-            // it fences with; or attached by another management server) is
-            // followed as it is: one XenServer pool is never two bridge pools.
+            // A pool the bridge has under another name (its own configuration,
+            // with the BMCs it fences with) is followed as it is: one XenServer
+            // pool is never two bridge pools.
             java.util.Optional<String> known = bridge.pools().poolWithMember(addresses);
-            if (known.isPresent()) {
+            if (known.isPresent() && !known.get().equals(name) && !known.get().equals(name + "-" + clusterId)) {
                 bridge.poolAttacher().adoptCluster(clusterId, known.get());
                 return true;
             }
-        } catch (XenHaBridgeException e) {
-            LOG.error("xenha-bridge: cluster {}: the bridge cannot be asked ({}): not handed over, it keeps stock behaviour until "
-                    + "its hosts next connect. Check that xenha-bridge serve runs and answers at {}", clusterId, e.getMessage(),
-                    bridge.client().config().target());
-            return false;
-        }
-        GenericDao<? extends Cluster, Long> clusters = clusterDao;
-        Cluster c = clusters.findById(clusterId);
-        String name = c == null ? null : c.getName();
-        try {
             if (bmcs.isEmpty()) {
                 LOG.warn("xenha-bridge: cluster {} ({}): no host has out-of-band management (a BMC) enabled in CloudStack: "
                         + "the bridge cannot prove a dead master off and will not replace it. Configure out-of-band management "
                         + "(ipmitool or redfish) for its hosts", clusterId, name);
             }
-            bridge.poolAttacher().attachCluster(clusterId, name, addresses, credentials.get("username"), credentials.get("password"),
-                    bmcs);
+            String as = known.orElse(name);
+            try {
+                bridge.poolAttacher().attachPool(clusterId, as, addresses, user, password, bmcs);
+            } catch (XenHaBridgeException e) {
+                if (e.code() != io.grpc.Status.Code.ALREADY_EXISTS) {
+                    throw e;
+                }
+                if (known.isPresent()) {
+                    // Attached before with other members (hosts added or removed
+                    // since): the bridge follows the pool through the members it
+                    // has; keep following it.
+                    LOG.warn("xenha-bridge: cluster {}: its hosts changed since it was attached as pool {}; the bridge keeps the "
+                            + "members it has (restart the bridge to attach it anew)", clusterId, as);
+                    bridge.poolAttacher().adoptCluster(clusterId, as);
+                    return true;
+                }
+                // Another pool has the cluster's name (two clusters named alike): the id tells them apart.
+                bridge.poolAttacher().attachPool(clusterId, name + "-" + clusterId, addresses, user, password, bmcs);
+            }
             return true;
         } catch (XenHaBridgeException e) {
             LOG.error("xenha-bridge: cluster {} ({}) could not be handed to the bridge: {}. It keeps CloudStack's stock behaviour "
@@ -252,7 +275,8 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                 .setPassword(o.getPassword() == null ? "" : o.getPassword());
         switch (o.getDriver().toLowerCase(java.util.Locale.ROOT)) {
             case "ipmitool":
-                b.setDriver("ipmi").setAddress(o.getAddress() + ":" + (port.isEmpty() ? "623" : port));
+                String host = o.getAddress().contains(":") && !o.getAddress().startsWith("[") ? "[" + o.getAddress() + "]" : o.getAddress();
+                b.setDriver("ipmi").setAddress(host + ":" + (port.isEmpty() ? "623" : port));
                 break;
             case "redfish":
                 String a = o.getAddress();

@@ -65,6 +65,12 @@ public class XenServerPoolAttacher {
      */
     public PoolSummary attachCluster(long clusterId, String clusterName, Collection<String> hostAddresses, String username,
             String password, Collection<HostBMC> bmcs) {
+        return attachPool(clusterId, poolName(clusterName, clusterId), hostAddresses, username, password, bmcs);
+    }
+
+    /** Attaches cluster {@code clusterId} as pool {@code pool} (a name {@link #poolName} gave). */
+    PoolSummary attachPool(long clusterId, String pool, Collection<String> hostAddresses, String username, String password,
+            Collection<HostBMC> bmcs) {
         ShimSettings s = bridge.settings();
         TreeSet<String> members = new TreeSet<>();
         for (String a : hostAddresses) {
@@ -72,7 +78,7 @@ public class XenServerPoolAttacher {
                 members.add(s.memberUrl(a.trim()));
             }
         }
-        AttachPoolRequest.Builder req = AttachPoolRequest.newBuilder().setName(poolName(clusterName, clusterId))
+        AttachPoolRequest.Builder req = AttachPoolRequest.newBuilder().setName(pool)
                 .addAllMembers(members).setUsername(username).setPassword(password).setPolicy(s.policy()).setTls(s.xapiTls()).addAllBmcs(bmcs);
         if (s.storageTimeout() != null) {
             req.setStorageTimeout(Duration.newBuilder().setSeconds(s.storageTimeout().getSeconds())
@@ -120,7 +126,23 @@ public class XenServerPoolAttacher {
     }
 
     private void watch(String pool) {
-        watches.computeIfAbsent(pool, p -> bridge.client().poolEvents(p, new PoolWatch(p, bridge)));
+        watches.compute(pool, (p, w) -> w != null && !w.isStopped() ? w : bridge.client().poolEvents(p, new PoolWatch(p, bridge)));
+    }
+
+    /**
+     * The bridge no longer has cluster {@code clusterId}'s pool and it could
+     * not be attached again: forgotten, so that its hosts' next connect hands
+     * it over anew.
+     */
+    void forgetCluster(long clusterId) {
+        String pool = bridge.pools().poolOfCluster(clusterId).orElse(null);
+        bridge.pools().forget(clusterId);
+        if (pool != null) {
+            PoolEventsListener w = watches.remove(pool);
+            if (w != null) {
+                w.close();
+            }
+        }
     }
 
     /**

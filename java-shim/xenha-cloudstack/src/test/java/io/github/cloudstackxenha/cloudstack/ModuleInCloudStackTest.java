@@ -67,6 +67,10 @@ class ModuleInCloudStackTest {
         bridge = FakeBridge.startOnLoopback();
         hostsByCluster.put(3L, List.of(attached, Fakes.xen(6, "1566c74d-1003-4c4d-bbbb-0407d1e2c641", "10.0.0.12", 3)));
         hostsByCluster.put(4L, List.of(other));
+        // A healthy pool: its master answers (the STARTED snapshot of a pool whose master is lost asks for an election).
+        bridge.service().onHaMode(r -> bridge.service().defaultHaMode(r.getPool()).toBuilder()
+                .setMaster(cloudstack.xenha.v1.Xenha.Master.newBuilder().setName("xs-5").setUuid(UUID0).setAddress("10.0.0.11")
+                        .setReachable(true)).build());
     }
 
     @AfterEach
@@ -223,6 +227,45 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
         assertEquals("cluster-a", ctx.pools().poolOfCluster(3).get(), "found by member address");
         assertTrue(bridge.service().attachRequests.isEmpty(), "one XenServer pool is never two bridge pools");
+    }
+
+    @Test
+    void aClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFencedByAnyone() throws Exception {
+        config("");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        io.grpc.StatusRuntimeException down = io.grpc.Status.UNAVAILABLE.withDescription("down").asRuntimeException();
+        bridge.service().failNext("ListPools", down, down, down, down, down, down, down, down);
+        assertFalse(cs.fence(Fakes.vm("i-2-9-VM"), other), "the pool may be the bridge's: one captain");
+        assertTrue(cs.stockXenFencer.calls.isEmpty(), cs.stockXenFencer.calls.toString());
+    }
+
+    @Test
+    void aPoolAttachedUnderTheClustersNameIsAttachedAgainNotAdopted() throws Exception {
+        config("");
+        // The management server restarted; its bridge kept the pool it had attached.
+        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("Cluster-3").addMembers("https://10.0.0.11")
+                .addMembers("https://10.0.0.12").build());
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        PoolAttacherTest.await("attached again", () -> !bridge.service().attachRequests.isEmpty());
+        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
+        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        // the request is kept: after the bridge forgets the pool, it is attached again from it
+        bridge.service().forgetPools();
+        assertTrue(ctx.pools().reattach("Cluster-3"));
+    }
+
+    @Test
+    void aMasterAlreadyLostWhenTheWatchStartsIsRecovered() throws Exception {
+        config("xenha.master.retry_interval=1s\n");
+        bridge.service().onHaMode(r -> bridge.service().defaultHaMode(r.getPool()).toBuilder().setEpoch(7)
+                .setMaster(cloudstack.xenha.v1.Xenha.Master.newBuilder().setName("xs-5").setUuid(UUID0).setAddress("10.0.0.11")
+                        .setReachable(false)).build());
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        PoolAttacherTest.await("an election asked for", () -> !bridge.service().electRequests.isEmpty());
+        assertEquals("cloudstack-master-lost-Cluster-3-7", bridge.service().electRequests.get(0).getRequestId());
+        assertEquals(7, bridge.service().electRequests.get(0).getExpectedEpoch());
     }
 
     @Test

@@ -333,21 +333,33 @@ class ManagementServerIT {
     @Order(6)
     void aBridgeRestartIsFollowed() throws Exception {
         XenHaBridgeContext ctx = XenHaBridgeContext.current().orElseThrow();
-        await("the pool attached at run time attached again", WAIT,
-                () -> {
-                    try {
-                        return ctx.client().listPools().stream().anyMatch(p -> p.getName().equals("xen-3"));
-                    } catch (RuntimeException e) {
-                        return false;
-                    }
-                });
-        await("sim observed again", WAIT, () -> {
+        String master = events.events.stream().filter(e -> e.getType() == EventType.EVENT_TYPE_MASTER_CHANGED)
+                .reduce((a, b) -> b).orElseThrow().getHostUuid();
+        int resyncs = events.resyncs.size();
+        bridge.restart();
+        // The bridge keeps no pool attached at run time: the shim attaches both again.
+        await("the restart seen and both pools attached again", WAIT, () -> {
             try {
-                return ctx.client().haMode("Production").getObserved();
+                return events.resyncs.size() > resyncs && ctx.client().listPools().stream().map(PoolSummary::getName).sorted()
+                        .collect(Collectors.toList()).equals(List.of("Production", "xen-3"));
             } catch (RuntimeException e) {
                 return false;
             }
         });
+        await("Production observed again, with the elected master", WAIT, () -> {
+            try {
+                HAModeResponse m = ctx.client().haMode("Production");
+                return m.getObserved() && m.getMaster().getReachable() && m.getMaster().getUuid().equals(master);
+            } catch (RuntimeException e) {
+                return false;
+            }
+        });
+        // The BMCs came back with the attach: a dry-run election proves the (powered-off) old host through its BMC.
+        cloudstack.xenha.v1.Xenha.FenceHostResponse dry = ctx.client().fenceHost(cloudstack.xenha.v1.Xenha.FenceHostRequest
+                .newBuilder().setPool("Production").setHost(pool.get(0).getGuid()).setRequestId("e2e-dry-" + System.nanoTime())
+                .setDryRun(true).build());
+        assertTrue(dry.getTraceList().stream().anyMatch(t -> t.getStep().startsWith("witness:bmc") && t.getDetail().contains("off")),
+                "the BMC is known again after the restart: " + dry.getTraceList());
         // Still the bridge's: a live host of cluster 1 is not fenced, and the stock fencer is not asked.
         assertFalse(cs.fence(Fakes.vm("vm-host-2-0"), pool.get(2)));
         assertTrue(cs.stockXenFencer.calls.isEmpty(), cs.stockXenFencer.calls.toString());
