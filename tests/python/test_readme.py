@@ -51,14 +51,17 @@ def served():
         if port_open(port):
             pytest.fail(f"port {port} is taken: stop `make run` before running the README test")
     # 50051 and 50052 lie in Linux's ephemeral range: the client end of some
-    # other test's connection can hold one for a moment. Try again then.
-    for _ in range(10):
+    # other connection on this machine can hold one for a while. Try again
+    # then, for up to a minute, and name the holder if it stays.
+    for _ in range(60):
         proc, out = start_server()
         if proc:
             break
         time.sleep(1)
     else:
-        pytest.fail("serve --simulate could not bind its ports: " + out)
+        holders = subprocess.run(["ss", "-tanp"], capture_output=True, text=True).stdout
+        holders = "\n".join(l for l in holders.splitlines() if ":50051 " in l or ":50052 " in l)
+        pytest.fail("serve --simulate could not bind its ports: " + out + "\nheld by:\n" + holders)
     try:
         yield
     finally:
