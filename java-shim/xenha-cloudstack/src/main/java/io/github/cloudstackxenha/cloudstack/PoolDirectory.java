@@ -76,6 +76,17 @@ public final class PoolDirectory {
         }
     }
 
+    /** The clusters known as {@code pool}. */
+    java.util.List<Long> clustersOf(String pool) {
+        java.util.List<Long> out = new java.util.ArrayList<>();
+        byCluster.forEach((c, p) -> {
+            if (p.equals(pool)) {
+                out.add(c);
+            }
+        });
+        return out;
+    }
+
     /** The pool name a cluster was attached as, if this management server attached it. */
     public Optional<String> poolOfCluster(long clusterId) {
         return Optional.ofNullable(byCluster.get(clusterId));

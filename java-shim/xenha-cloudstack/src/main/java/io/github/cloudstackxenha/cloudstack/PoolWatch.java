@@ -79,6 +79,11 @@ final class PoolWatch implements PoolEventsHandler {
                 LOG.warn("xenha-bridge: attaching pool {} again failed: {}", pool, e.getMessage());
                 return;
             }
+            // Not attached from here with a request to repeat (followed as the
+            // bridge had it): hand its clusters over anew from CloudStack's records.
+            for (long cluster : bridge.pools().clustersOf(pool)) {
+                bridge.resyncCluster(cluster);
+            }
         }
         LOG.warn("xenha-bridge: pool {}: event stream interrupted, again in {} ms: {}", pool, retryIn.toMillis(), cause.getMessage());
     }

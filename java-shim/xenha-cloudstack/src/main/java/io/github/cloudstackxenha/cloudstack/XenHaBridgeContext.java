@@ -46,6 +46,7 @@ public class XenHaBridgeContext implements AutoCloseable {
     private String module = "xenha-bridge";
     private volatile String problem;
     private volatile boolean closed;
+    private volatile java.util.function.LongConsumer clusterResync;
     private MasterRecovery recovery;
     private volatile XenHaBridgeClient client;
     private ShimSettings settings;
@@ -212,6 +213,19 @@ public class XenHaBridgeContext implements AutoCloseable {
     /** Where the Xen connection pool asks for a master it can reach. */
     public XenServerMasterLocator masterLocator() {
         return masterLocator;
+    }
+
+    /** Set by {@link XenServerClusterSync}: hands a cluster over anew from CloudStack's records. */
+    void setClusterResync(java.util.function.LongConsumer resync) {
+        this.clusterResync = resync;
+    }
+
+    /** Hands cluster {@code clusterId} over anew (the bridge lost its pool), when clusters are synced here. */
+    void resyncCluster(long clusterId) {
+        java.util.function.LongConsumer r = clusterResync;
+        if (r != null) {
+            r.accept(clusterId);
+        }
     }
 
     /** What asks for an election when an attached pool's master is lost. */

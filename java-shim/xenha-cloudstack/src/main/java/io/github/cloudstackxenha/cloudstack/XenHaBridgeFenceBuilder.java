@@ -171,6 +171,7 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
                     LOG.error("xenha-bridge: the bridge no longer has pool {} of {}: not fenced now; CloudStack will ask again",
                             pool, Hosts.describe(host));
                     bridge().poolAttacher().forgetCluster(host.getClusterId());
+                    bridge().resyncCluster(host.getClusterId());
                     return Attempt.FAILED;
                 }
                 if (e.code() == Status.Code.NOT_FOUND) {

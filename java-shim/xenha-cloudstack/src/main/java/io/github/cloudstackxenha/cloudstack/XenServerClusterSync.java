@@ -137,6 +137,10 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             return;
         }
         agentManager.registerForHostEvents(this, true, false, false);
+        bridge.setClusterResync(cluster -> {
+            bridge.poolAttacher().forgetCluster(cluster);
+            sync(cluster, true);
+        });
         LOG.info("xenha-bridge: every XenServer cluster CloudStack connects is handed to the bridge");
     }
 
@@ -150,12 +154,16 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         if (!Hosts.isXenServer(host) || host.getClusterId() == null || !bridge.isActive()) {
             return;
         }
-        long cluster = host.getClusterId();
+        sync(host.getClusterId(), false);
+    }
+
+    /** Syncs {@code cluster} on the worker thread; {@code now}: even if it was synced a moment ago. */
+    private void sync(long cluster, boolean now) {
         // Every connect syncs the cluster (an attach with the same members is
         // a no-op on the bridge and refreshes the BMCs), once at a time and
         // at most every SYNC_SPACING: a cluster's hosts connect together.
         Long last = lastSync.get(cluster);
-        if ((last != null && System.nanoTime() - last < SYNC_SPACING_NANOS) || !attaching.add(cluster)) {
+        if ((!now && last != null && System.nanoTime() - last < SYNC_SPACING_NANOS) || !attaching.add(cluster)) {
             return;
         }
         try {

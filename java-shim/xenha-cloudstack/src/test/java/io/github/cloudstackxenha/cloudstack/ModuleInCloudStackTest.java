@@ -227,6 +227,17 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
         assertEquals("cluster-a", ctx.pools().poolOfCluster(3).get(), "found by member address");
         assertTrue(bridge.service().attachRequests.isEmpty(), "one XenServer pool is never two bridge pools");
+
+        // The bridge loses that pool (restarted with another configuration): not fenced now, and the
+        // cluster is handed over anew from CloudStack's records.
+        bridge.service().forgetPools();
+        bridge.service().onFence(q -> {
+            throw FakeBridge.notFound("pool", "unknown pool \"" + q.getPool() + "\"");
+        });
+        assertFalse(cs.fence(Fakes.vm("i-2-10-VM"), attached));
+        assertTrue(cs.stockXenFencer.calls.isEmpty(), cs.stockXenFencer.calls.toString());
+        awaitAttached("Cluster-3");
+        PoolAttacherTest.await("cluster 3 known as Cluster-3", () -> ctx.pools().poolOfCluster(3).orElse("").equals("Cluster-3"));
     }
 
     @Test
