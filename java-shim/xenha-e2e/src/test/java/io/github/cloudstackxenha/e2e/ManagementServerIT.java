@@ -324,8 +324,14 @@ class ManagementServerIT {
         assertTrue(fenced, "fenced within 200 s");
         assertTrue(cs.fence(Fakes.vm("vm-host-0-1"), old), "its other VM: already fenced");
         assertTrue(cs.stockXenFencer.calls.isEmpty(), "one captain: the stock fencer was never asked " + cs.stockXenFencer.calls);
+        // Each fenceOff that finds the host off is answered FENCED (a HOST_FENCED event each); its VMs were reset once.
         events.await("HOST_FENCED", e -> e.getType() == EventType.EVENT_TYPE_HOST_FENCED, WAIT);
-        assertEquals(1, events.events.stream().filter(e -> e.getType() == EventType.EVENT_TYPE_HOST_FENCED).count(), "fenced once");
+        TimeUnit.SECONDS.sleep(1);
+        List<String> fencedEvents = events.events.stream().filter(e -> e.getType() == EventType.EVENT_TYPE_HOST_FENCED)
+                .map(PoolEvent::getMessage).collect(Collectors.toList());
+        assertTrue(fencedEvents.stream().allMatch(m -> m.contains(old.getName())), fencedEvents.toString());
+        assertEquals(1, fencedEvents.stream().filter(m -> !m.contains(" 0 VM(s) reset")).count(),
+                "the VMs were reset by one fence only: " + fencedEvents);
         assertEquals(com.cloud.host.Status.Down, cs.investigate(old), "the bridge proved it off");
     }
 
