@@ -3,16 +3,12 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
@@ -64,16 +60,7 @@ func bmcClient(t *testing.T, opts ...Option) pb.XenHAServiceClient {
 	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}})
 	t.Cleanup(m.Close)
 	srv := New(NewService(m, nil, opts...), Options{})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	return pb.NewXenHAServiceClient(conn)
 }
 

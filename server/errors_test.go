@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/cloudstack-xenha/xenha-bridge/membership"
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
@@ -143,13 +139,7 @@ func TestEnableXenHAOnAnOfflineHostSaysWhy(t *testing.T) {
 	}
 	t.Cleanup(sim.Close)
 	srv := New(NewService(m, nil, WithMembership(&membership.Service{Pools: m, XAPI: xo, Wait: 5 * time.Second, Poll: 20 * time.Millisecond})), Options{})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, _ := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	c := pb.NewXenHAServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -3,16 +3,12 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -80,16 +76,7 @@ func FuzzRequests(f *testing.F) {
 		WithElection(elect.New(elect.Options{})),
 		WithMembership(&membership.Service{Pools: m, XAPI: xo, Wait: time.Millisecond}))
 	srv := New(svc, Options{Token: token})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	f.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { conn.Close() })
+	conn := dialServer(f, srv)
 
 	// What an unauthenticated caller gets for an empty request.
 	refusal := map[int]*status.Status{}

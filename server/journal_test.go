@@ -2,22 +2,17 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/journal/journaltest"
@@ -30,16 +25,7 @@ import (
 func serveWith(t *testing.T, m *xenha.Manager, svc *Service, opts Options) (*Server, *fixture) {
 	t.Helper()
 	srv := New(svc, opts)
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	return srv, &fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +11,9 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/test/bufconn"
 
 	pb "github.com/cloudstack-xenha/xenha-bridge/proto/cloudstack/xenha/v1"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
@@ -127,20 +123,11 @@ func TestPanicIsInternal(t *testing.T) {
 	var logs syncBuffer
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, JSONFormat: true, Output: &logs})
 	srv := New(NewService(nil, nil), Options{Metrics: metrics, Logger: log}) // no manager: ListPools panics
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialServer(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for range 2 {
-		_, err = pb.NewXenHAServiceClient(conn).ListPools(ctx, &pb.ListPoolsRequest{})
+		_, err := pb.NewXenHAServiceClient(conn).ListPools(ctx, &pb.ListPoolsRequest{})
 		wantCode(t, err, codes.Internal)
 	}
 	if n := handled(t, reg, "ListPools", "Internal"); n != 2 {

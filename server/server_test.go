@@ -46,16 +46,7 @@ func newFixture(t *testing.T, opts Options, mopts xenha.Options) *fixture {
 	m := xenha.NewManager(mopts)
 	t.Cleanup(m.Close)
 	srv := New(NewService(m, nil), opts)
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	return &fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}
 }
 
@@ -411,13 +402,7 @@ func TestFenceHostOverGRPC(t *testing.T) {
 		return redfish.New(redfish.Config{URL: address, Username: user, Password: pass, AllowPlainHTTP: true})
 	}
 	srv := New(NewService(m, nil, WithFencing(fencer, devices)), Options{})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, _ := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	f := (&fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}).withSim(3)
 	info := f.sim.Info()
 	host := info.Hosts[2]
@@ -483,13 +468,7 @@ func TestElectMasterAndJournalOverGRPC(t *testing.T) {
 			return nil
 		}})
 	srv := New(NewService(m, nil, WithElection(elector), WithJournal(j)), Options{})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, _ := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	f := (&fixture{t: t, m: m, conn: conn, c: pb.NewXenHAServiceClient(conn)}).withSim(3)
 	sim = f.sim
 
@@ -540,13 +519,7 @@ func TestMembershipRequestErrors(t *testing.T) {
 	m := xenha.NewManager(xenha.Options{})
 	t.Cleanup(m.Close)
 	srv := New(NewService(m, nil, WithMembership(&membership.Service{Pools: m})), Options{})
-	ln := bufconn.Listen(1 << 20)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, _ := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	t.Cleanup(func() { conn.Close() })
+	conn := dialServer(t, srv)
 	c := pb.NewXenHAServiceClient(conn)
 	for field, call := range map[string]func() error{
 		"url": func() error {
@@ -580,4 +553,21 @@ func TestMembershipRequestErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "Sekr1t-pw") {
 		t.Fatal("the password is in the error")
 	}
+}
+
+// dialServer serves srv on an in-memory listener and dials it; both are
+// closed when the test ends.
+func dialServer(tb testing.TB, srv *Server) *grpc.ClientConn {
+	tb.Helper()
+	ln := bufconn.Listen(1 << 20)
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Stop(time.Second) })
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
 }
