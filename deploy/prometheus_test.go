@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,8 +28,8 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/metrics"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
-	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha/xenhatest"
 )
 
 const (
@@ -149,11 +148,6 @@ func exported(t *testing.T) map[string]bool {
 		return exportedNames
 	}
 	m := metrics.New("test")
-	sim, err := xapisim.New(xapisim.Config{Hosts: 3, Seed: 5, Clock: xapisim.NewFakeClock(), DisableHeartbeatSelfFence: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	pools := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond, Observe: m.ObserveXAPICall}})
 	defer pools.Close()
 	m.WatchPools(pools)
@@ -164,14 +158,7 @@ func exported(t *testing.T) map[string]bool {
 	defer j.Close()
 	m.WatchJournal(j)
 	j.Append(journal.Entry{Pool: "sim", Kind: "elect", Step: "request"})
-	info := sim.Info()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, _, err := pools.Attach(ctx, xenha.PoolSpec{Name: "sim", Members: sim.MemberURLs(),
-		Credentials: xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
-		TLS:         xapi.TLSOptions{AllowPlainHTTP: true}, ProbeInterval: time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	xenhatest.AttachSim(t, pools)
 	m.WatchLeases(pools, heldLeases{})
 	m.ObserveElection(elect.Observation{Pool: "sim", Result: &elect.Result{ElectedBy: elect.ByCloudStack}, Took: time.Second})
 	m.ObserveFence(fencing.Observation{Pool: "sim", Result: &fencing.Result{Outcome: fencing.Fenced}, Took: time.Second})

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/cloudstack-xenha/xenha-bridge/lease"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
-	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha/xenhatest"
 )
 
 // fakeLeases answers Status from a map by pool UUID, as lease.Keeper does:
@@ -124,25 +123,13 @@ xenha_bridge_lease_term{pool="b"} 4
 // reported under the name it is attached as.
 func TestWatchLeases(t *testing.T) {
 	m := New("test")
-	sim, err := xapisim.New(xapisim.Config{Hosts: 3, Seed: 5, Clock: xapisim.NewFakeClock(), DisableHeartbeatSelfFence: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	pools := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}})
 	defer pools.Close()
-	info := sim.Info()
+	info := xenhatest.AttachSim(t, pools).Info()
 	leases := &fakeLeases{st: map[string]lease.Status{
 		info.PoolUUID: {Pool: info.PoolUUID, Known: true, Mine: true, Holder: "ms1", Term: 2},
 	}}
 	m.WatchLeases(pools, leases)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, _, err := pools.Attach(ctx, xenha.PoolSpec{Name: "sim", Members: sim.MemberURLs(),
-		Credentials: xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
-		TLS:         xapi.TLSOptions{AllowPlainHTTP: true}, ProbeInterval: time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	want := leaseHelp + `
 xenha_bridge_lease_held{pool="sim"} 1
 xenha_bridge_lease_known{pool="sim"} 1

@@ -19,8 +19,8 @@ import (
 	"github.com/cloudstack-xenha/xenha-bridge/fencing"
 	"github.com/cloudstack-xenha/xenha-bridge/journal"
 	"github.com/cloudstack-xenha/xenha-bridge/xapi"
-	"github.com/cloudstack-xenha/xenha-bridge/xapisim"
 	"github.com/cloudstack-xenha/xenha-bridge/xenha"
+	"github.com/cloudstack-xenha/xenha-bridge/xenha/xenhatest"
 )
 
 func TestOutcomes(t *testing.T) {
@@ -84,11 +84,6 @@ xenha_bridge_xapi_call_errors_total{code="HOST_IS_SLAVE",method="session.login_w
 // through the HTTP handler, and checks the names pass Prometheus's lint.
 func TestPoolsAndJournal(t *testing.T) {
 	m := New("test")
-	sim, err := xapisim.New(xapisim.Config{Hosts: 3, Seed: 5, Clock: xapisim.NewFakeClock(), DisableHeartbeatSelfFence: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	pools := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond, Observe: m.ObserveXAPICall}})
 	defer pools.Close()
 	m.WatchPools(pools)
@@ -99,14 +94,7 @@ func TestPoolsAndJournal(t *testing.T) {
 	defer j.Close()
 	m.WatchJournal(j)
 	j.Append(journal.Entry{Pool: "sim", Kind: "elect", Step: "request"})
-	info := sim.Info()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, _, err := pools.Attach(ctx, xenha.PoolSpec{Name: "sim", Members: sim.MemberURLs(),
-		Credentials: xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
-		TLS:         xapi.TLSOptions{AllowPlainHTTP: true}, ProbeInterval: time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	sim := xenhatest.AttachSim(t, pools)
 	sub, err := pools.Subscribe("sim", 0, "")
 	if err != nil {
 		t.Fatal(err)
