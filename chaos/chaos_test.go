@@ -784,23 +784,7 @@ func (w *world) drive() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				var res *elect.Result
-				at, err := w.ask(targets[c], running, "ElectMaster "+id, func(b *bridge) error {
-					h, err := b.m.Handle("p")
-					if err != nil {
-						return err
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), electDeadline)
-					defer cancel()
-					res, err = b.el.Elect(ctx, elect.Request{Pool: h, RequestID: id, ExpectedEpoch: v.Epoch})
-					w.tally.actions.Add(1)
-					return err
-				})
-				if err != nil {
-					w.logf("ElectMaster %s at %s: %v", id, at.id, firstLine(err))
-				} else {
-					w.logf("ElectMaster %s at %s: %s by %s", id, at.id, res.Master.Name, res.ElectedBy)
-				}
+				w.electAt(targets[c], running, id, v.Epoch, electDeadline)
 			}()
 		}
 		wg.Wait()
@@ -1343,15 +1327,21 @@ func (w *world) electIfLost(tag string) {
 	}
 	id := fmt.Sprintf("cs-%d-%s-%d", w.seed, tag, w.rng.Int63())
 	running := maps(w.bridges)
+	w.electAt(w.pick(), running, id, v.Epoch, cloudStackDeadline)
+}
+
+// electAt is one ElectMaster with request id at target (or at the holder
+// it points to, among running), within deadline; the answer is logged.
+func (w *world) electAt(target *bridge, running map[string]*bridge, id string, epoch uint64, deadline time.Duration) {
 	var res *elect.Result
-	at, err := w.ask(w.pick(), running, "ElectMaster "+id, func(b *bridge) error {
+	at, err := w.ask(target, running, "ElectMaster "+id, func(b *bridge) error {
 		h, err := b.m.Handle("p")
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cloudStackDeadline)
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
 		defer cancel()
-		res, err = b.el.Elect(ctx, elect.Request{Pool: h, RequestID: id, ExpectedEpoch: v.Epoch})
+		res, err = b.el.Elect(ctx, elect.Request{Pool: h, RequestID: id, ExpectedEpoch: epoch})
 		w.tally.actions.Add(1)
 		return err
 	})
