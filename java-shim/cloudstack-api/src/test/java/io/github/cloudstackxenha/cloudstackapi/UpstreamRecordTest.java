@@ -237,15 +237,7 @@ class UpstreamRecordTest {
     private static String describeField(Field f) throws IllegalAccessException {
         int mod = f.getModifiers();
         StringBuilder s = new StringBuilder(f.getDeclaringClass().getName()).append('#').append(f.getName()).append(' ');
-        if (Modifier.isProtected(mod)) {
-            s.append("protected ");
-        }
-        if (Modifier.isStatic(mod)) {
-            s.append("static ");
-        }
-        if (Modifier.isFinal(mod)) {
-            s.append("final ");
-        }
+        s.append(protectedStaticFinal(mod));
         s.append(f.getGenericType().getTypeName());
         if (Modifier.isStatic(mod) && Modifier.isFinal(mod) && (f.getType().isPrimitive() || f.getType() == String.class)) {
             s.append(" = ").append(f.get(null));
@@ -253,19 +245,17 @@ class UpstreamRecordTest {
         return s.toString();
     }
 
+    /** "protected ", "static ", "final " as mod has them, in that order. */
+    private static String protectedStaticFinal(int mod) {
+        return (Modifier.isProtected(mod) ? "protected " : "") + (Modifier.isStatic(mod) ? "static " : "")
+                + (Modifier.isFinal(mod) ? "final " : "");
+    }
+
     private static String describeMethod(Method m) {
         int mod = m.getModifiers();
         StringBuilder s = new StringBuilder(m.getDeclaringClass().getName()).append('#').append(m.getName())
                 .append('(').append(params(m)).append(") ");
-        if (Modifier.isProtected(mod)) {
-            s.append("protected ");
-        }
-        if (Modifier.isStatic(mod)) {
-            s.append("static ");
-        }
-        if (Modifier.isFinal(mod)) {
-            s.append("final ");
-        }
+        s.append(protectedStaticFinal(mod));
         if (Modifier.isAbstract(mod) && !m.getDeclaringClass().isInterface()) {
             s.append("abstract ");
         }

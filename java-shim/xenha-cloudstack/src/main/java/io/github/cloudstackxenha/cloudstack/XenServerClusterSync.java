@@ -79,21 +79,16 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
      */
     @Override
     public void setApplicationContext(ApplicationContext ctx) {
-        if (agentManager == null) {
-            agentManager = ctx.getBeanProvider(AgentManager.class).getIfUnique();
-        }
-        if (hostDao == null) {
-            hostDao = ctx.getBeanProvider(HostDao.class).getIfUnique();
-        }
-        if (hostDetailsDao == null) {
-            hostDetailsDao = ctx.getBeanProvider(HostDetailsDao.class).getIfUnique();
-        }
-        if (clusterDao == null) {
-            clusterDao = ctx.getBeanProvider(ClusterDao.class).getIfUnique();
-        }
-        if (oobmDao == null) {
-            oobmDao = ctx.getBeanProvider(OutOfBandManagementDao.class).getIfUnique();
-        }
+        agentManager = given(agentManager, ctx, AgentManager.class);
+        hostDao = given(hostDao, ctx, HostDao.class);
+        hostDetailsDao = given(hostDetailsDao, ctx, HostDetailsDao.class);
+        clusterDao = given(clusterDao, ctx, ClusterDao.class);
+        oobmDao = given(oobmDao, ctx, OutOfBandManagementDao.class);
+    }
+
+    /** {@code set}, else the only bean of {@code type} in ctx and its parents, else null. */
+    private static <T> T given(T set, ApplicationContext ctx, Class<T> type) {
+        return set != null ? set : ctx.getBeanProvider(type).getIfUnique();
     }
 
     public void setBridge(XenHaBridgeContext bridge) {
