@@ -131,3 +131,27 @@ func TestAttachedBMCsWinAndAreReplaced(t *testing.T) {
 		t.Fatal("a BMC found for another pool")
 	}
 }
+
+// The real drivers' refusals of what AttachPool may carry (CloudStack's
+// out-of-band settings as an operator typed them) never quote the password,
+// even one pasted into the address.
+func TestAttachedBMCRefusalsHoldNoPassword(t *testing.T) {
+	const pw = "pw-Secret-1"
+	b := &bmcBook{}
+	for _, c := range [][2]string{
+		{"redfish", "http://admin:" + pw + "@10.0.0.1"},
+		{"redfish", "https://admin:" + pw + "@10.0.0.1"},
+		{"redfish", "http://10.0.0.1"}, // plain http without allow_plain_http
+		{"ipmi", "admin:" + pw + "@10.0.0.1:623"},
+		{"ipmi", "10.0.0.1:99999"},
+		{"telnet", "10.0.0.1"},
+	} {
+		_, err := b.Build(c[0], c[1], "admin", pw, false)
+		if err == nil {
+			t.Fatalf("%v accepted", c)
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Fatalf("%v: the error quotes the password: %v", c, err)
+		}
+	}
+}

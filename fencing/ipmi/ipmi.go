@@ -97,6 +97,10 @@ func splitAddress(addr string) (string, int, error) {
 	if addr == "" {
 		return "", 0, errors.New("ipmi: address is empty")
 	}
+	if strings.Contains(addr, "@") {
+		// Not echoed: what precedes the @ may be a password.
+		return "", 0, errors.New("ipmi: the address must not carry credentials (user@ or user:password@): give the username and password on their own")
+	}
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		// No port: a bare host name, IPv4 address, or IPv6 address

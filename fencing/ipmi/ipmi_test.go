@@ -83,6 +83,19 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// An address carrying credentials (pasted from somewhere as user:pw@host)
+// is refused without echoing them: the error reaches AttachPool's caller
+// and logs.
+func TestAddressWithCredentialsIsRefusedUnechoed(t *testing.T) {
+	for _, a := range []string{"admin:very-secret-pw@10.0.1.5:623", "admin:very-secret-pw@10.0.1.5", "very-secret-pw@[::1]:623"} {
+		_, err := New(Config{Address: a, Username: "admin", Password: "pw"})
+		if err == nil || !strings.Contains(err.Error(), "must not carry credentials") {
+			t.Fatalf("%s: %v", a, err)
+		}
+		noPassword(t, err, "very-secret-pw")
+	}
+}
+
 func TestStringHidesPassword(t *testing.T) {
 	b, err := New(Config{Address: "127.0.0.1", Username: "admin", Password: "very-secret-pw"})
 	if err != nil {
