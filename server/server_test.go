@@ -164,13 +164,22 @@ func TestRegistry(t *testing.T) {
 	if err != nil || again.GetCreated() {
 		t.Fatalf("idempotent attach: %v %v", again, err)
 	}
-	_, err = f.c.AttachPool(f.ctx(), &pb.AttachPoolRequest{
-		Name: "sim", Members: f.sim.MemberURLs()[:1], Username: info.Username, Password: info.Password,
+	// CloudStack's cluster changed: the members follow it.
+	fewer, err := f.c.AttachPool(f.ctx(), &pb.AttachPoolRequest{
+		Name: "sim", Members: f.sim.MemberURLs()[:2], Username: info.Username, Password: info.Password,
 		Tls: &pb.XAPITLS{AllowPlainHttp: true},
+	})
+	if err != nil || fewer.GetCreated() || len(fewer.GetPool().GetMembers()) != 2 {
+		t.Fatalf("attach with other members: %v %v", fewer, err)
+	}
+	_, err = f.c.AttachPool(f.ctx(), &pb.AttachPoolRequest{
+		Name: "sim", Members: f.sim.MemberURLs(), Username: info.Username, Password: info.Password,
+		Tls: &pb.XAPITLS{AllowPlainHttp: true}, Policy: pb.Policy_POLICY_OBSERVE,
 	})
 	wantCode(t, err, codes.AlreadyExists)
 	list, err := f.c.ListPools(f.ctx(), &pb.ListPoolsRequest{})
-	if err != nil || len(list.GetPools()) != 1 || list.GetPools()[0].GetPoolUuid() != info.PoolUUID || list.GetPools()[0].GetSource() != "api" {
+	if err != nil || len(list.GetPools()) != 1 || list.GetPools()[0].GetPoolUuid() != info.PoolUUID || list.GetPools()[0].GetSource() != "api" ||
+		len(list.GetPools()[0].GetMembers()) != 2 {
 		t.Fatalf("list %v %v", list, err)
 	}
 	_, err = f.c.ElectMaster(f.ctx(), &pb.ElectMasterRequest{Pool: "sim"})

@@ -114,11 +114,32 @@ func redactURL(raw string) string {
 
 // sameSpec tells whether attaching again is a no-op.
 func sameSpec(a, b PoolSpec) bool {
-	return a.Name == b.Name && slices.Equal(a.Members, b.Members) && a.Credentials == b.Credentials &&
+	return a.Name == b.Name && sameMembers(a.Members, b.Members) && a.Credentials == b.Credentials &&
 		a.Policy == b.Policy && a.StorageTimeout == b.StorageTimeout && a.ProbeInterval == b.ProbeInterval &&
 		a.MasterProbeInterval == b.MasterProbeInterval &&
 		a.TLS.CAFile == b.TLS.CAFile && string(a.TLS.CAPEM) == string(b.TLS.CAPEM) &&
 		a.TLS.PinSHA256 == b.TLS.PinSHA256 && a.TLS.AllowPlainHTTP == b.TLS.AllowPlainHTTP
+}
+
+// sameMembers compares member lists as sets: the order carries no meaning.
+func sameMembers(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// followsHosts reports whether next may replace cur in place: both were
+// attached through the API (CloudStack hands its cluster over again when
+// its hosts change or a password is rotated) and only the members or the
+// credentials differ. A pool from the configuration file changes only
+// there; any other difference needs a detach first.
+func followsHosts(cur, next PoolSpec) bool {
+	if cur.Source != "api" || next.Source != "api" {
+		return false
+	}
+	next.Members, next.Credentials = cur.Members, cur.Credentials
+	return sameSpec(cur, next)
 }
 
 // Options tune a Manager.
@@ -181,7 +202,10 @@ func (m *Manager) Hub() *Hub { return m.hub }
 
 // Attach starts watching a pool and waits (up to AttachWait or ctx) for
 // its first observation. Attaching the same spec again is a no-op
-// (created false); a different spec under a taken name is ErrPoolExists.
+// (created false); so is one that only changes the members or credentials
+// of a pool attached through the API, except that its watcher restarts
+// with them (as after a join). Any other spec under a taken name is
+// ErrPoolExists.
 func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, error) {
 	if err := spec.validate(); err != nil {
 		return nil, false, err
@@ -192,11 +216,22 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 		return nil, false, ErrClosed
 	}
 	if w, ok := m.pools[spec.Name]; ok {
-		m.mu.Unlock()
-		if !sameSpec(w.spec, spec) {
+		switch {
+		case sameSpec(w.spec, spec):
+			m.mu.Unlock()
+			return w.view.Load(), false, nil
+		case followsHosts(w.spec, spec):
+			nw, err := m.replaceLocked(w, spec) // unlocks
+			if err != nil {
+				return nil, false, err
+			}
+			m.log.Info("pool attached again with other members or credentials", "pool", spec.Name,
+				"members", len(spec.Members), "before", len(w.spec.Members))
+			return nw.view.Load(), false, nil
+		default:
+			m.mu.Unlock()
 			return nil, false, ErrPoolExists
 		}
-		return w.view.Load(), false, nil
 	}
 	xo := m.opts.XAPI
 	xo.TLS = spec.TLS
@@ -475,9 +510,21 @@ func (m *Manager) SetMembers(id string, members []string) error {
 	old := m.pools[name]
 	spec := old.spec
 	spec.Members = append([]string(nil), members...)
+	if _, err := m.replaceLocked(old, spec); err != nil {
+		return err
+	}
+	m.log.Info("pool members changed", "pool", name, "members", len(members))
+	return nil
+}
+
+// replaceLocked restarts old's pool with spec (same name), keeping its
+// epoch, view and events. Called with m.mu held; returns with it released.
+// Calls under way on the old watcher's XAPI sessions fail (the pool closes
+// them) and are retried by their callers, as after any lost connection.
+func (m *Manager) replaceLocked(old *watcher, spec PoolSpec) (*watcher, error) {
 	if err := spec.validate(); err != nil {
 		m.mu.Unlock()
-		return err
+		return nil, err
 	}
 	xo := m.opts.XAPI
 	xo.TLS = spec.TLS
@@ -485,7 +532,7 @@ func (m *Manager) SetMembers(id string, members []string) error {
 	pool, err := xapi.NewPool(spec.Members, spec.Credentials, xo)
 	if err != nil {
 		m.mu.Unlock()
-		return invalid("members", "%v", err)
+		return nil, invalid("members", "%v", err)
 	}
 	old.mu.Lock()
 	epoch := old.epoch
@@ -493,11 +540,13 @@ func (m *Manager) SetMembers(id string, members []string) error {
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
 	w.epoch, w.epochs = epoch, m.opts.Epochs
 	w.probeTimeout = m.probeTimeout()
-	w.view.Store(old.view.Load()) // no NOT_OBSERVED gap while it reconnects
-	m.pools[name] = w
+	// No NOT_OBSERVED gap while it reconnects; the members are the new ones.
+	v := *old.view.Load()
+	v.Members = slices.Clone(spec.Members)
+	w.view.Store(&v)
+	m.pools[spec.Name] = w
 	m.mu.Unlock()
 	old.stop()
 	w.start()
-	m.log.Info("pool members changed", "pool", name, "members", len(members))
-	return nil
+	return w, nil
 }

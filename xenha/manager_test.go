@@ -306,3 +306,88 @@ func TestADesignationIsFollowedWhileTheOldMasterIsSilent(t *testing.T) {
 	want := e.sim.Info().Hosts[2].UUID
 	e.eventually("the designated master followed", func(v *PoolView) bool { return v.Master.UUID == want && v.Master.Reachable })
 }
+
+// CloudStack hands a cluster over again when its hosts change: a pool
+// attached through the API follows the new member list (the host added
+// since can be probed and promoted), keeps its epoch and its subscribers;
+// the same members in another order change nothing; a pool from the
+// configuration file, or any other setting, is still refused.
+func TestAReattachFollowsTheClustersHosts(t *testing.T) {
+	e := newEnv(t, 3)
+	all := e.spec.Members
+	e.spec.Members = all[:2]
+	before := e.attach()
+	third := e.sim.Info().Hosts[2].Address
+	h, err := e.m.Handle("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.MemberURL(third); ok {
+		t.Fatal("a host not attached is a member")
+	}
+	sub, err := e.m.Subscribe("sim", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	reordered := e.spec
+	reordered.Members = []string{all[1], all[0]}
+	w := e.m.pools["sim"]
+	if _, created, err := e.m.Attach(context.Background(), reordered); err != nil || created || e.m.pools["sim"] != w {
+		t.Fatalf("same members in another order: created %v, err %v, restarted %v", created, err, e.m.pools["sim"] != w)
+	}
+
+	grown := e.spec
+	grown.Members = []string{all[2], all[0], all[1]}
+	v, created, err := e.m.Attach(context.Background(), grown)
+	if err != nil || created {
+		t.Fatalf("re-attach with a host added: created %v, err %v", created, err)
+	}
+	if len(v.Members) != 3 || v.Epoch != before.Epoch {
+		t.Fatalf("after the re-attach: members %v, epoch %d (was %d)", v.Members, v.Epoch, before.Epoch)
+	}
+	h, err = e.m.Handle("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.MemberURL(third); !ok {
+		t.Fatal("the host added is not a member after the re-attach")
+	}
+	if p := h.Probe(context.Background(), third); p.State != xapi.ProbeSlave {
+		t.Fatalf("the host added is not probed: %+v", p)
+	}
+	// The subscription opened before the re-attach still hears the pool.
+	if err := e.sim.PowerOff(2); err != nil {
+		t.Fatal(err)
+	}
+	h.Refresh()
+	e.clock.Advance(11 * time.Minute) // past xapi's 600 s live rule
+	next(t, sub, EventHostDown)
+
+	refused := map[string]func(s *PoolSpec){
+		"another policy":          func(s *PoolSpec) { s.Policy = PolicyObserve },
+		"another storage timeout": func(s *PoolSpec) { s.StorageTimeout = 3 * time.Minute },
+		"from the file":           func(s *PoolSpec) { s.Source = "config"; s.Members = all[:2] },
+		"members and policy":      func(s *PoolSpec) { s.Members = all[:1]; s.Policy = PolicyObserve },
+	}
+	for what, change := range refused {
+		s := grown
+		change(&s)
+		if _, _, err := e.m.Attach(context.Background(), s); !errors.Is(err, ErrPoolExists) {
+			t.Errorf("%s: %v, want ErrPoolExists", what, err)
+		}
+	}
+	// A pool from the configuration file is not changed through the API.
+	if err := e.m.Detach("sim"); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := grown
+	fromFile.Source = "config"
+	if _, _, err := e.m.Attach(context.Background(), fromFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.m.Attach(context.Background(), e.spec); !errors.Is(err, ErrPoolExists) {
+		t.Errorf("other members for a pool from the file: %v, want ErrPoolExists", err)
+	}
+}

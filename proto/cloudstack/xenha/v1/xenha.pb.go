@@ -2364,7 +2364,8 @@ func (x *XAPITLS) GetAllowPlainHttp() bool {
 type AttachPoolResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Pool  *PoolSummary           `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
-	// False when an identical pool was already attached.
+	// False when the pool was already attached under this name (identical,
+	// or now with the request's members and credentials).
 	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -92,6 +92,10 @@ type XenHAServiceClient interface {
 	// saw.
 	PoolEvents(ctx context.Context, in *PoolEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolEventsResponse], error)
 	// AttachPool hands a pool (a CloudStack cluster) over to the bridge.
+	// Attaching it again is a no-op, except that its bmcs replace the earlier
+	// ones and that new members or credentials replace the earlier ones (the
+	// cluster's hosts changed, or a password was rotated). Any other change
+	// under a taken name is ALREADY_EXISTS: detach first.
 	AttachPool(ctx context.Context, in *AttachPoolRequest, opts ...grpc.CallOption) (*AttachPoolResponse, error)
 	// DetachPool stops watching a pool attached through AttachPool.
 	DetachPool(ctx context.Context, in *DetachPoolRequest, opts ...grpc.CallOption) (*DetachPoolResponse, error)
@@ -311,6 +315,10 @@ type XenHAServiceServer interface {
 	// saw.
 	PoolEvents(*PoolEventsRequest, grpc.ServerStreamingServer[PoolEventsResponse]) error
 	// AttachPool hands a pool (a CloudStack cluster) over to the bridge.
+	// Attaching it again is a no-op, except that its bmcs replace the earlier
+	// ones and that new members or credentials replace the earlier ones (the
+	// cluster's hosts changed, or a password was rotated). Any other change
+	// under a taken name is ALREADY_EXISTS: detach first.
 	AttachPool(context.Context, *AttachPoolRequest) (*AttachPoolResponse, error)
 	// DetachPool stops watching a pool attached through AttachPool.
 	DetachPool(context.Context, *DetachPoolRequest) (*DetachPoolResponse, error)
