@@ -8,7 +8,7 @@ import (
 // Domain errors. The server maps each to a gRPC code in one place.
 var (
 	ErrUnknownPool = errors.New("unknown pool")
-	ErrPoolExists  = errors.New("a different pool is already attached under that name: through the API only its members and credentials may change; detach it first to change anything else (a pool from the configuration file changes there)")
+	ErrPoolExists  = errors.New("a different pool is already attached under that name: through the API only its members (keeping one at least) and credentials may change; detach it first to change anything else (a pool from the configuration file changes there)")
 	ErrClosed      = errors.New("the bridge is shutting down")
 )
 

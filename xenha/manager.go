@@ -131,11 +131,15 @@ func sameMembers(a, b []string) bool {
 
 // followsHosts reports whether next may replace cur in place: both were
 // attached through the API (CloudStack hands its cluster over again when
-// its hosts change or a password is rotated) and only the members or the
-// credentials differ. A pool from the configuration file changes only
-// there; any other difference needs a detach first.
+// its hosts change or a password is rotated), only the members or the
+// credentials differ, and at least one member stays: hosts come and go one
+// at a time, while a list with none in common is another pool under a
+// taken name (two clusters named alike), which must not take this one's
+// place. A pool from the configuration file changes only there; any other
+// difference needs a detach first.
 func followsHosts(cur, next PoolSpec) bool {
-	if cur.Source != "api" || next.Source != "api" {
+	if cur.Source != "api" || next.Source != "api" ||
+		!slices.ContainsFunc(next.Members, func(m string) bool { return slices.Contains(cur.Members, m) }) {
 		return false
 	}
 	next.Members, next.Credentials = cur.Members, cur.Credentials

@@ -310,8 +310,9 @@ func TestADesignationIsFollowedWhileTheOldMasterIsSilent(t *testing.T) {
 // CloudStack hands a cluster over again when its hosts change: a pool
 // attached through the API follows the new member list (the host added
 // since can be probed and promoted), keeps its epoch and its subscribers;
-// the same members in another order change nothing; a pool from the
-// configuration file, or any other setting, is still refused.
+// the same members in another order change nothing; a list with no member
+// in common (another cluster under the same name), a pool from the
+// configuration file, or any other setting is still refused.
 func TestAReattachFollowsTheClustersHosts(t *testing.T) {
 	e := newEnv(t, 3)
 	all := e.spec.Members
@@ -369,6 +370,7 @@ func TestAReattachFollowsTheClustersHosts(t *testing.T) {
 		"another policy":          func(s *PoolSpec) { s.Policy = PolicyObserve },
 		"another storage timeout": func(s *PoolSpec) { s.StorageTimeout = 3 * time.Minute },
 		"from the file":           func(s *PoolSpec) { s.Source = "config"; s.Members = all[:2] },
+		"no member in common":     func(s *PoolSpec) { s.Members = []string{"http://127.0.0.1:1"} },
 		"members and policy":      func(s *PoolSpec) { s.Members = all[:1]; s.Policy = PolicyObserve },
 	}
 	for what, change := range refused {
