@@ -27,6 +27,7 @@ type env struct {
 	m     *xenha.Manager
 	j     *journal.Bolt
 	e     *Elector
+	spec  xenha.PoolSpec // as attached
 	noBMC bool
 
 	auditMu sync.Mutex
@@ -73,7 +74,7 @@ func newEnvWith(t *testing.T, hosts int, mut func(*Options), tune func(*xapi.Opt
 	if _, _, err := m.Attach(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	en.sim, en.m, en.j = sim, m, j
+	en.sim, en.m, en.j, en.spec = sim, m, j, spec
 	opts := Options{Journal: j, ProbeSpacing: 20 * time.Millisecond, PollInterval: 20 * time.Millisecond, VerifyTimeout: 5 * time.Second,
 		// The hosts' real Redfish BMCs (the simulator's), through the real driver.
 		Devices: func(pool string, h xenha.HostView) fencing.Device {
@@ -543,6 +544,53 @@ func TestASplitBrainHealsItself(t *testing.T) {
 	}
 	if en.masters()[0] != res.Master.UUID {
 		t.Fatalf("the wrong master stayed: %v", en.masters())
+	}
+}
+
+// A bridge that never followed a master (it started while none answered)
+// and then meets two: before, its search refused (several masters), the
+// pool stayed not observed and nobody healed it (chaos seeds
+// 1796529457615204146, 1796530162643319224 and 1796530910963564178: two
+// masters for good). Now it follows one, sees the split brain and heals it.
+func TestASplitBrainMetBeforeAnyMasterWasFollowedHeals(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	en.sim.PowerOff(0)
+	local, err := xapi.NewSlaveLocalClient(en.sim.Info().Hosts[1].URL, en.spec.Credentials, xapi.Options{TLS: en.spec.TLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.PoolEmergencyTransitionToMaster(ctx); err != nil {
+		t.Fatal(err)
+	}
+	local.Close(ctx)
+	en.sim.PowerOn(0) // back, still master: two masters
+	if len(en.masters()) != 2 {
+		t.Fatalf("no split brain to start from: %v", en.masters())
+	}
+	// A fresh bridge's view of the pool: attached anew, no master followed before.
+	if err := en.m.Detach("p"); err != nil {
+		t.Fatal(err)
+	}
+	go en.e.Heal(ctx, en.m)
+	time.Sleep(50 * time.Millisecond) // subscribed
+	if _, _, err := en.m.Attach(ctx, en.spec); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(en.masters()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not healed: masters %v, view %+v", en.masters(), en.handle().View())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for v := en.handle().View(); !v.Observed || v.Master.UUID != en.masters()[0] || len(v.Claimers) > 1; v = en.handle().View() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the view does not follow the master that stayed (%v): %+v", en.masters(), v)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

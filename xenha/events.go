@@ -91,7 +91,10 @@ func diff(old, cur *PoolView, cause Cause) []Event {
 			}
 		}
 	}
-	if len(cur.Claimers) > 1 && len(old.Claimers) <= 1 {
+	// Announced when it appears, and again when the controller changes
+	// under it (a pool first observed during a split brain): whoever may
+	// heal it hears of it once it may.
+	if len(cur.Claimers) > 1 && (len(old.Claimers) <= 1 || old.Controller != cur.Controller) {
 		add(Event{Type: EventSplitBrain, Message: splitBrain(cur.Claimers).Message})
 	}
 	before := map[WarningCode]bool{}

@@ -2,6 +2,7 @@ package xenha
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -191,6 +192,10 @@ func (w *watcher) followLoop(ctx context.Context) {
 		}
 		w.pool.Invalidate()
 		last := w.view.Load()
+		var several *xapi.MultipleMastersError
+		if errors.As(err, &several) && !last.Observed {
+			w.followAClaimant(several)
+		}
 		if cut || !wasFollowing {
 			// The master stopped answering (a probe or the master check
 			// says so), or none could be found: it is lost.
@@ -214,6 +219,38 @@ func (w *watcher) followLoop(ctx context.Context) {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// followAClaimant answers a split brain met before any master was
+// followed (the bridge started while no master answered, and two came
+// back). A bridge that was running follows its last master and so sees
+// the pool and the second claimant; this one had none and would see
+// nothing, so nobody could heal it. It follows the claimant the most
+// members name as master (ties: the lowest URL), which makes the pool
+// observed and the split brain visible; which master stays is the
+// healer's decision, and it asks XenHA's state of every claimant first.
+func (w *watcher) followAClaimant(e *xapi.MultipleMastersError) {
+	best, votes := "", -1
+	for _, m := range e.Masters {
+		if !slices.ContainsFunc(e.Probes, func(p xapi.Probe) bool { return p.URL == m && p.State == xapi.ProbeMaster }) {
+			continue // a member refusing the credentials cannot be followed
+		}
+		n := 0
+		for _, p := range e.Probes {
+			if p.State == xapi.ProbeSlave && p.MasterAddress == urlHost(m) {
+				n++
+			}
+		}
+		if n > votes || (n == votes && m < best) {
+			best, votes = m, n
+		}
+	}
+	if best == "" {
+		return
+	}
+	w.log.Warn("several hosts answer as master and none was followed before: following one so the split brain can be seen and healed",
+		"masters", len(e.Masters), "following", best, "named_by", votes)
+	w.pool.Expect(best)
 }
 
 // follow reads the whole pool from the master, then applies its events
