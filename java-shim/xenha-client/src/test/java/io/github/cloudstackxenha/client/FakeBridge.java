@@ -240,6 +240,8 @@ public final class FakeBridge implements AutoCloseable {
         private final Map<String, List<StatusRuntimeException>> failures = new ConcurrentHashMap<>();
         private final Map<String, Boolean> hanging = new ConcurrentHashMap<>();
         private final Map<String, AttachPoolRequest> pools = Collections.synchronizedMap(new LinkedHashMap<>());
+        /** Pools from the bridge's configuration ({@link #addPool}): an attach never changes them. */
+        private final java.util.Set<String> configured = java.util.concurrent.ConcurrentHashMap.newKeySet();
         final Hub hub = new Hub();
         private volatile Function<HAModeRequest, HAModeResponse> haMode = r -> defaultHaMode(r.getPool());
         private volatile Function<ElectMasterRequest, ElectMasterResponse> elect = r -> ElectMasterResponse.getDefaultInstance();
@@ -293,10 +295,12 @@ public final class FakeBridge implements AutoCloseable {
         /** Forgets every attached pool, as a restarted bridge forgets the pools attached at run time. */
         public void forgetPools() {
             pools.clear();
+            configured.clear();
         }
 
         /** Puts a pool in the registry, as if attached from the bridge's configuration. */
         public void addPool(AttachPoolRequest p) {
+            configured.add(p.getName());
             pools.put(p.getName(), p);
         }
 
@@ -360,9 +364,18 @@ public final class FakeBridge implements AutoCloseable {
             }
             answer(out, () -> {
                 synchronized (pools) {
+                    // As the bridge: the same pool again is a no-op; one attached
+                    // through the API takes new members and credentials when one
+                    // member at least stays and nothing else changes.
                     AttachPoolRequest had = pools.get(request.getName());
-                    if (had != null && !had.getMembersList().equals(request.getMembersList())) {
-                        throw Status.ALREADY_EXISTS.withDescription("a different pool is attached as " + request.getName()).asRuntimeException();
+                    if (had != null && !new java.util.HashSet<>(had.getMembersList()).equals(new java.util.HashSet<>(request.getMembersList()))) {
+                        boolean follows = !configured.contains(request.getName())
+                                && request.getMembersList().stream().anyMatch(had.getMembersList()::contains)
+                                && had.getPolicy() == request.getPolicy() && had.getTls().equals(request.getTls())
+                                && had.getStorageTimeout().equals(request.getStorageTimeout());
+                        if (!follows) {
+                            throw Status.ALREADY_EXISTS.withDescription("a different pool is attached as " + request.getName()).asRuntimeException();
+                        }
                     }
                     pools.put(request.getName(), request);
                     return AttachPoolResponse.newBuilder().setCreated(had == null).setPool(summary(request)).build();
@@ -376,6 +389,7 @@ public final class FakeBridge implements AutoCloseable {
                 return;
             }
             answer(out, () -> {
+                configured.remove(request.getPool());
                 if (pools.remove(request.getPool()) == null) {
                     throw Status.NOT_FOUND.withDescription("unknown pool " + request.getPool()).asRuntimeException();
                 }

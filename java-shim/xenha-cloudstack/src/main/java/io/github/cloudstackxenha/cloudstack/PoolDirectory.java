@@ -87,6 +87,11 @@ public final class PoolDirectory {
         return out;
     }
 
+    /** Whether this management server attached {@code pool} (not only found it on the bridge). */
+    boolean attachedHere(String pool) {
+        return attached.containsKey(pool);
+    }
+
     /** The pool name a cluster was attached as, if this management server attached it. */
     public Optional<String> poolOfCluster(long clusterId) {
         return Optional.ofNullable(byCluster.get(clusterId));

@@ -5,8 +5,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
@@ -49,9 +50,23 @@ import io.github.cloudstackxenha.client.XenHaBridgeException;
  * HostDetailsDaoImpl), the name from the cluster, each host's BMC from its
  * out-of-band management settings (the witness that lets the bridge replace
  * a dead master: without one it refuses). The attach runs on its own
- * thread, never inside CloudStack's connect. A cluster that cannot be
+ * thread, never inside CloudStack's connect. The DAOs need no managed
+ * context there: every call on a GenericDaoBase bean goes through
+ * CloudStack's TransactionContextInterceptor (advised on
+ * {@code target(com.cloud.utils.db.GenericDaoBase)} in
+ * spring-core-system-context-inheritable.xml), which opens a
+ * TransactionLegacy for the call and closes it after. A cluster that cannot be
  * attached (bridge down, refused) stays on stock behaviour and is tried again
  * at its hosts' next connect; the reason is logged at ERROR.
+ *
+ * <p>A host added to the cluster connects (AgentManagerImpl.handleDirectConnectAgent
+ * notifies processHostAdded, then processConnect), a host removed is
+ * notified after its row is gone (ResourceManagerImpl.doDeleteHost calls
+ * notifyMonitorsOfRemovedHost after its transaction): either way the
+ * cluster is handed over again with the hosts it has now, and the bridge
+ * follows. When its last XenServer host is removed (a cluster must be empty
+ * before CloudStack deletes it), a pool this management server attached is
+ * detached.
  */
 public class XenServerClusterSync implements Listener, ApplicationContextAware {
     private static final Logger LOG = LogManager.getLogger(XenServerClusterSync.class);
@@ -62,10 +77,13 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
     private HostDetailsDao hostDetailsDao;
     private ClusterDao clusterDao;
     private OutOfBandManagementDao oobmDao;
-    private static final long SYNC_SPACING_NANOS = java.util.concurrent.TimeUnit.SECONDS.toNanos(10);
-    private final Set<Long> attaching = ConcurrentHashMap.newKeySet();
+    private static final long SYNC_SPACING_NANOS = TimeUnit.SECONDS.toNanos(10);
+    private volatile long spacingNanos = SYNC_SPACING_NANOS;
+    /** Clusters with a sync scheduled and not started: one scheduled sync reads the records of every request before it. */
+    private final Set<Long> scheduled = ConcurrentHashMap.newKeySet();
     private final Map<Long, Long> lastSync = new ConcurrentHashMap<>();
-    private final ExecutorService worker = Executors.newSingleThreadExecutor(r -> {
+    /** One thread: syncs never overlap, and a request made while one runs is served by the next. */
+    private final ScheduledExecutorService worker = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "xenha-cluster-sync");
         t.setDaemon(true);
         return t;
@@ -139,6 +157,11 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         LOG.info("xenha-bridge: every XenServer cluster CloudStack connects is handed to the bridge");
     }
 
+    /** Tests: the spacing between two syncs of one cluster (10 s). */
+    void syncSpacing(java.time.Duration d) {
+        spacingNanos = d.toNanos();
+    }
+
     /** Spring destroy-method. CloudStack's unregisterForHostEvents is not called: it removes by list index upstream. */
     public void stop() {
         worker.shutdownNow();
@@ -155,26 +178,28 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
     /** Syncs {@code cluster} on the worker thread; {@code now}: even if it was synced a moment ago. */
     private void sync(long cluster, boolean now) {
         // Every connect syncs the cluster (an attach with the same members is
-        // a no-op on the bridge and refreshes the BMCs), once at a time and
-        // at most every SYNC_SPACING: a cluster's hosts connect together.
-        Long last = lastSync.get(cluster);
-        if ((!now && last != null && System.nanoTime() - last < SYNC_SPACING_NANOS) || !attaching.add(cluster)) {
+        // a no-op on the bridge and refreshes the BMCs), at most every
+        // SYNC_SPACING: a cluster's hosts connect together. A request inside
+        // the spacing is not dropped but served at its end, so a host added
+        // just after another connect still reaches the bridge.
+        if (!scheduled.add(cluster)) {
             return;
         }
+        Long last = lastSync.get(cluster);
+        long delay = now || last == null ? 0 : Math.max(0, spacingNanos - (System.nanoTime() - last));
         try {
-            worker.execute(() -> {
+            worker.schedule(() -> {
+                scheduled.remove(cluster);
+                lastSync.put(cluster, System.nanoTime()); // a request from now on reads records newer than this sync's
                 try {
                     attach(cluster);
                 } catch (RuntimeException e) {
                     LOG.error("xenha-bridge: cluster {} could not be handed to the bridge ({}): it keeps CloudStack's stock "
                             + "behaviour until its hosts next connect", cluster, e.toString());
-                } finally {
-                    lastSync.put(cluster, System.nanoTime());
-                    attaching.remove(cluster);
                 }
-            });
+            }, delay, TimeUnit.NANOSECONDS);
         } catch (java.util.concurrent.RejectedExecutionException e) {
-            attaching.remove(cluster);
+            scheduled.remove(cluster);
         }
     }
 
@@ -202,6 +227,14 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             }
         }
         if (addresses.isEmpty()) {
+            // The cluster's last XenServer host was removed from CloudStack.
+            bridge.pools().poolOfCluster(clusterId).ifPresent(pool -> {
+                if (bridge.pools().attachedHere(pool)) {
+                    bridge.poolAttacher().detachCluster(clusterId);
+                } else {
+                    bridge.poolAttacher().forgetCluster(clusterId); // the bridge's own (its configuration): kept there
+                }
+            });
             return false;
         }
         if (credentials == null) {
@@ -236,11 +269,12 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                     throw e;
                 }
                 if (known.isPresent()) {
-                    // Attached before with other members (hosts added or removed
-                    // since): the bridge follows the pool through the members it
-                    // has; keep following it.
-                    LOG.warn("xenha-bridge: cluster {}: its hosts changed since it was attached as pool {}; the bridge keeps the "
-                            + "members it has (restart the bridge to attach it anew)", clusterId, as);
+                    // The bridge has the pool with other settings: from its own
+                    // configuration, or attached with another policy or TLS
+                    // (only members and credentials follow an attach). Follow it as it is.
+                    LOG.warn("xenha-bridge: cluster {}: the bridge has pool {} with other settings ({}); it keeps them and is "
+                            + "followed as it is. Edit the bridge's configuration, or detach the pool, to hand it over anew",
+                            clusterId, as, e.getMessage());
                     bridge.poolAttacher().adoptCluster(clusterId, as);
                     return true;
                 }
@@ -323,6 +357,9 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
 
     @Override
     public void processHostRemoved(long hostId, long clusterId) {
+        if (bridge.isActive()) { // registered only with auto-attach on
+            sync(clusterId, true);
+        }
     }
 
     @Override

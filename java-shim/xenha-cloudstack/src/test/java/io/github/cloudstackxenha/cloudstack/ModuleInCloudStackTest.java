@@ -174,13 +174,72 @@ class ModuleInCloudStackTest {
         assertEquals("xs-password", r.getPassword(), "from host_details, as XcpServerDiscoverer stored it");
         connect(attached);
         Thread.sleep(100);
-        assertEquals(1, bridge.service().attachRequests.size(), "a cluster already handed over is not attached again");
+        assertEquals(1, bridge.service().attachRequests.size(), "a cluster handed over a moment ago is not attached again at once");
 
         // its hosts are now fenced by the bridge only: refused (alive) means not fenced, and the stock fencer is not asked
         bridge.service().onFence(q -> FenceHostResponse.newBuilder().setOutcome(FenceOutcome.FENCE_OUTCOME_REFUSED_HOST_ALIVE).build());
         assertFalse(cs.fence(Fakes.vm("i-2-10-VM"), attached));
         assertEquals(1, bridge.service().fenceRequests.size());
         assertTrue(cs.stockXenFencer.calls.isEmpty(), "one captain per pool: " + cs.stockXenFencer.calls);
+    }
+
+    private void removed(long hostId, long clusterId) {
+        for (Listener l : listeners) {
+            l.processHostRemoved(hostId, clusterId);
+        }
+    }
+
+    private List<String> lastAttachedMembers() {
+        List<AttachPoolRequest> r = bridge.service().attachRequests;
+        return r.isEmpty() ? List.of() : r.get(r.size() - 1).getMembersList();
+    }
+
+    @Test
+    void hostsAddedOrRemovedLaterReachTheBridgeAndRemovingTheLastDetachesThePool() throws Exception {
+        config("");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(300));
+        Host second = hostsByCluster.get(3L).get(1);
+        connect(attached);
+        awaitAttached("Cluster-3");
+
+        // A host added to the cluster connects right after another one did: served when the spacing ends, not dropped.
+        Host added = Fakes.xen(7, "2566c74d-1003-4c4d-bbbb-0407d1e2c642", "10.0.0.13", 3);
+        hostsByCluster.put(3L, List.of(attached, second, added));
+        connect(added);
+        PoolAttacherTest.await("the added host handed over", () -> lastAttachedMembers().contains("https://10.0.0.13"));
+        assertEquals(List.of("https://10.0.0.11", "https://10.0.0.12", "https://10.0.0.13"), lastAttachedMembers());
+
+        // A host removed: CloudStack notifies once its row is gone (ResourceManagerImpl.doDeleteHost).
+        hostsByCluster.put(3L, List.of(attached, added));
+        removed(6, 3);
+        PoolAttacherTest.await("the removed host gone", () -> !lastAttachedMembers().contains("https://10.0.0.12"));
+        assertEquals(List.of("https://10.0.0.11", "https://10.0.0.13"), lastAttachedMembers());
+        assertTrue(bridge.service().hasPool("Cluster-3"));
+
+        // The last one removed (a cluster is emptied before CloudStack deletes it): the pool this server attached is detached.
+        hostsByCluster.put(3L, List.of());
+        removed(5, 3);
+        removed(7, 3);
+        PoolAttacherTest.await("the pool detached", () -> !bridge.service().hasPool("Cluster-3"));
+        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
+        PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
+    }
+
+    @Test
+    void removingTheLastHostOfAPoolFromTheBridgesConfigurationLeavesItThere() throws Exception {
+        config("");
+        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
+        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        hostsByCluster.put(3L, List.of());
+        removed(5, 3);
+        removed(6, 3);
+        PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
+        assertTrue(bridge.service().hasPool("cluster-a"), "the bridge's own pool changes only in its configuration");
+        assertEquals(0, bridge.service().count("DetachPool"));
     }
 
     private static OutOfBandManagement oobm(boolean enabled, String driver, String address, String port) {
