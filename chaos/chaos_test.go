@@ -515,8 +515,11 @@ func (w *world) startBridge(id string) error {
 	}
 	b.fencer = fencing.New(fencing.Options{Journal: store, Devices: devices, Lease: b.guard, ProbeSpacing: 5 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond, VerifyTimeout: 500 * time.Millisecond})
+	// VerifyTimeout above the simulator's 5 s emergency-mode retry: an
+	// emergency slave already naming the new master rejoins by itself at its
+	// next Pool.hello, which the verification waits for.
 	b.el = elect.New(elect.Options{Journal: store, Devices: devices, Lease: b.guard, ProbeSpacing: 5 * time.Millisecond,
-		PollInterval: 10 * time.Millisecond, VerifyTimeout: time.Second})
+		PollInterval: 10 * time.Millisecond, VerifyTimeout: 6 * time.Second})
 	sub, err := b.m.Subscribe("p", 0, "")
 	if err != nil {
 		b.m.Close()

@@ -522,9 +522,16 @@ func (el *election) promote(caller context.Context, cand xenha.HostView) error {
 	} else {
 		el.step("recover", cand.UUID, fmt.Sprintf("pool.recover_slaves reset %d host(s)", len(reset)), true)
 	}
-	// Anyone still pointing elsewhere gets emergency_reset_master; then
-	// every reachable host must name the new master.
-	for round := 0; ; round++ {
+	// Anyone still pointing elsewhere gets emergency_reset_master (twice
+	// at most); then every reachable host must name the new master, within
+	// VerifyTimeout. Not at once: a host reset restarts its xapi first, and
+	// one in emergency mode that already names the new master (it started
+	// while that host was a slave) only waits for its next Pool.hello, 5 s
+	// later; a reset is a no-op for it (become_another_masters_slave,
+	// xapi_pool_transition.ml).
+	resets := map[string]int{}
+	deadline := time.Now().Add(el.e.opts.VerifyTimeout)
+	for {
 		stray := el.strays(ctx, cand)
 		if err := ctx.Err(); err != nil {
 			el.step("verify", cand.UUID, "the verification was cut short: "+err.Error(), false)
@@ -534,11 +541,15 @@ func (el *election) promote(caller context.Context, cand xenha.HostView) error {
 			el.step("verify", cand.UUID, "every reachable host names "+cand.Name+" as master", true)
 			break
 		}
-		if round >= 2 {
+		if time.Now().After(deadline) {
 			el.step("verify", cand.UUID, "hosts still point elsewhere: "+strings.Join(stray, ", "), false)
 			return fmt.Errorf("hosts still point elsewhere after the election: %s", strings.Join(stray, ", "))
 		}
 		for _, addr := range stray {
+			if resets[addr] >= 2 {
+				continue
+			}
+			resets[addr]++
 			local, err := p.SlaveLocal(addr)
 			if err != nil {
 				continue
@@ -553,6 +564,10 @@ func (el *election) promote(caller context.Context, cand xenha.HostView) error {
 				return err
 			}
 			el.step("reset", "", fmt.Sprintf("pool.emergency_reset_master on %s: %v", addr, errText(err)), err == nil)
+		}
+		select {
+		case <-time.After(el.e.opts.PollInterval):
+		case <-ctx.Done():
 		}
 	}
 	// The watcher raises the epoch when it sees the new master.

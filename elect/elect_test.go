@@ -594,6 +594,51 @@ func TestASplitBrainMetBeforeAnyMasterWasFollowedHeals(t *testing.T) {
 	}
 }
 
+// A slave in emergency mode that already names the new master (it started
+// while that host was a slave) needs no reset, only xapi's next Pool.hello
+// (emergency_reset_master naming the master it names is a no-op:
+// become_another_masters_slave). The verification waits for it instead of
+// reporting a failure for a pool that recovers by itself (chaos seed
+// 77252231773).
+func TestASlaveInEmergencyModeNamingTheNewMasterIsWaitedFor(t *testing.T) {
+	en := newEnv(t, 3, nil)
+	info := en.sim.Info()
+	en.sim.PowerOff(2) // host-2's pool.conf keeps naming host-0
+	if err := en.sim.Designate(1); err != nil {
+		t.Fatal(err)
+	}
+	en.sim.PowerOn(2) // starts naming host-0, now a slave: emergency mode
+	if st := en.sim.State().Hosts[2]; !st.Emergency || st.MasterAddress != info.Hosts[0].Address {
+		t.Fatalf("host-2 is not in emergency mode naming host-0: %+v", st)
+	}
+	en.settle("host-1 followed", func(v *xenha.PoolView) bool { return v.Master.UUID == info.Hosts[1].UUID })
+	en.sim.PowerOff(1) // the master loses power; its BMC reads Off
+	en.settle("master lost", func(v *xenha.PoolView) bool { return !v.Master.Reachable })
+
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // xapi's time: the emergency slave's next Pool.hello comes 5 s later
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+				en.clock.Advance(time.Second)
+			}
+		}
+	}()
+	res, err := en.elect(func(r *Request) { r.Exclude = []string{info.Hosts[2].UUID} })
+	if err != nil {
+		t.Fatal(refusal(err))
+	}
+	if res.Master.UUID != info.Hosts[0].UUID {
+		t.Fatalf("elected %s, want host-0", res.Master.Name)
+	}
+	if st := en.sim.State().Hosts[2]; st.Emergency || st.MasterAddress != info.Hosts[0].Address {
+		t.Fatalf("host-2 does not follow the new master: %+v\n%s", st, trace(res))
+	}
+}
+
 func TestAutopilotElectsAfterItsDelay(t *testing.T) {
 	var on bool
 	en := newEnv(t, 3, func(o *Options) {
