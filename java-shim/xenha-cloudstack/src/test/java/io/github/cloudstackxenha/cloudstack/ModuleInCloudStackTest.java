@@ -226,14 +226,20 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
     }
 
-    @Test
-    void removingTheLastHostOfAPoolFromTheBridgesConfigurationLeavesItThere() throws Exception {
+    /** The bridge has cluster 3's pool from its own configuration as "cluster-a"; the module loaded, host 5 connected. */
+    private XenHaBridgeContext clusterThreeInTheBridgesConfiguration() throws Exception {
         config("");
         bridge.service().addPool(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
         cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
         connect(attached);
         XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
         PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        return ctx;
+    }
+
+    @Test
+    void removingTheLastHostOfAPoolFromTheBridgesConfigurationLeavesItThere() throws Exception {
+        XenHaBridgeContext ctx = clusterThreeInTheBridgesConfiguration();
         hostsByCluster.put(3L, List.of());
         removed(5, 3);
         removed(6, 3);
@@ -278,12 +284,7 @@ class ModuleInCloudStackTest {
 
     @Test
     void aPoolTheBridgeAlreadyHasIsFollowedNotAttachedTwice() throws Exception {
-        config("");
-        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
-        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
-        connect(attached);
-        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
-        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        XenHaBridgeContext ctx = clusterThreeInTheBridgesConfiguration();
         assertEquals("cluster-a", ctx.pools().poolOfCluster(3).get(), "found by member address");
         assertTrue(bridge.service().attachRequests.isEmpty(), "one XenServer pool is never two bridge pools");
 
