@@ -34,12 +34,13 @@ public final class ShimSettings {
         public static final String POOL_STORAGE_TIMEOUT = "xenha.pool.storage_timeout";
         public static final String INVESTIGATOR_MAX_VIEW_AGE = "xenha.investigator.max_view_age";
         public static final String CLUSTERS_AUTO_ATTACH = "xenha.clusters.auto_attach";
+        public static final String CLUSTERS_RESYNC_INTERVAL = "xenha.clusters.resync_interval";
         public static final String MASTER_RECOVER = "xenha.master.recover";
         public static final String MASTER_RETRY_INTERVAL = "xenha.master.retry_interval";
 
         static final Set<String> ALL = Set.of(XAPI_SCHEME, XAPI_PORT, XAPI_TLS_CA_FILE, XAPI_TLS_PIN_SHA256,
                 XAPI_TLS_ALLOW_PLAIN_HTTP, POOL_POLICY, POOL_STORAGE_TIMEOUT, INVESTIGATOR_MAX_VIEW_AGE, CLUSTERS_AUTO_ATTACH,
-                MASTER_RECOVER, MASTER_RETRY_INTERVAL);
+                CLUSTERS_RESYNC_INTERVAL, MASTER_RECOVER, MASTER_RETRY_INTERVAL);
 
         private Keys() {
         }
@@ -52,11 +53,12 @@ public final class ShimSettings {
     private final Duration storageTimeout;
     private final Duration maxViewAge;
     private final boolean autoAttach;
+    private final Duration resync;
     private final boolean recoverMaster;
     private final Duration masterRetry;
 
     ShimSettings(String scheme, int port, XAPITLS xapiTls, Policy policy, Duration storageTimeout, Duration maxViewAge,
-            boolean autoAttach, boolean recoverMaster, Duration masterRetry) {
+            boolean autoAttach, Duration resync, boolean recoverMaster, Duration masterRetry) {
         this.scheme = scheme;
         this.port = port;
         this.xapiTls = xapiTls;
@@ -64,6 +66,7 @@ public final class ShimSettings {
         this.storageTimeout = storageTimeout;
         this.maxViewAge = maxViewAge;
         this.autoAttach = autoAttach;
+        this.resync = resync;
         this.recoverMaster = recoverMaster;
         this.masterRetry = masterRetry;
     }
@@ -132,12 +135,18 @@ public final class ShimSettings {
         Duration storage = st.isEmpty() ? null : Durations.parse(Keys.POOL_STORAGE_TIMEOUT, st);
         Duration maxAge = Durations.parse(Keys.INVESTIGATOR_MAX_VIEW_AGE, get(p, Keys.INVESTIGATOR_MAX_VIEW_AGE, "90s"));
         boolean autoAttach = bool(Keys.CLUSTERS_AUTO_ATTACH, get(p, Keys.CLUSTERS_AUTO_ATTACH, "true"));
+        String rs = get(p, Keys.CLUSTERS_RESYNC_INTERVAL, "5m");
+        Duration resync = rs.equals("0") ? Duration.ZERO : Durations.parse(Keys.CLUSTERS_RESYNC_INTERVAL, rs);
+        if (!resync.isZero() && (resync.compareTo(Duration.ofSeconds(1)) < 0 || resync.compareTo(Duration.ofHours(24)) > 0)) {
+            throw new IllegalArgumentException(Keys.CLUSTERS_RESYNC_INTERVAL + ": 0 (off) or between 1s and 24h (got "
+                    + Durations.format(resync) + ")");
+        }
         boolean recover = bool(Keys.MASTER_RECOVER, get(p, Keys.MASTER_RECOVER, "true"));
         Duration retry = Durations.parse(Keys.MASTER_RETRY_INTERVAL, get(p, Keys.MASTER_RETRY_INTERVAL, "30s"));
         if (retry.compareTo(Duration.ofSeconds(1)) < 0 || retry.compareTo(Duration.ofHours(1)) > 0) {
             throw new IllegalArgumentException(Keys.MASTER_RETRY_INTERVAL + ": between 1s and 1h (got " + Durations.format(retry) + ")");
         }
-        return new ShimSettings(scheme, port, tls.build(), policy, storage, maxAge, autoAttach, recover, retry);
+        return new ShimSettings(scheme, port, tls.build(), policy, storage, maxAge, autoAttach, resync, recover, retry);
     }
 
     private static String get(Properties p, String key, String def) {
@@ -184,6 +193,16 @@ public final class ShimSettings {
         return autoAttach;
     }
 
+    /**
+     * How often every cluster handed over from here is handed over again from
+     * CloudStack's records (zero: only on its hosts' connects and removals):
+     * changes made through another management server, or to out-of-band
+     * management, reach this one's bridge.
+     */
+    public Duration resyncInterval() {
+        return resync;
+    }
+
     /** Whether this management server asks for an election when the bridge reports an attached pool's master lost. */
     public boolean recoverMaster() {
         return recoverMaster;
@@ -200,6 +219,6 @@ public final class ShimSettings {
                 + (storageTimeout == null ? "bridge default" : Durations.format(storageTimeout))
                 + ", xapiTls{ca=" + !xapiTls.getCaPem().isEmpty() + ", pin=" + !xapiTls.getPinSha256().isEmpty()
                 + ", allowPlainHttp=" + xapiTls.getAllowPlainHttp() + "}, maxViewAge=" + Durations.format(maxViewAge)
-                + ", autoAttach=" + autoAttach + ", recoverMaster=" + recoverMaster + ", masterRetry=" + Durations.format(masterRetry) + "}";
+                + ", autoAttach=" + autoAttach + ", resync=" + Durations.format(resync) + ", recoverMaster=" + recoverMaster + ", masterRetry=" + Durations.format(masterRetry) + "}";
     }
 }

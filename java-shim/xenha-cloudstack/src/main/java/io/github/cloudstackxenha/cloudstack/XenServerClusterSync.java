@@ -66,7 +66,10 @@ import io.github.cloudstackxenha.client.XenHaBridgeException;
  * cluster is handed over again with the hosts it has now, and the bridge
  * follows. When its last XenServer host is removed (a cluster must be empty
  * before CloudStack deletes it), a pool this management server attached is
- * detached.
+ * detached. Every {@code xenha.clusters.resync_interval} each cluster seen
+ * here is handed over again, for what this server hears nothing of: hosts
+ * added or removed through another management server, out-of-band
+ * management settings edited since.
  */
 public class XenServerClusterSync implements Listener, ApplicationContextAware {
     private static final Logger LOG = LogManager.getLogger(XenServerClusterSync.class);
@@ -154,6 +157,13 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             bridge.poolAttacher().forgetCluster(cluster);
             sync(cluster, true);
         });
+        long every = bridge.settings().resyncInterval().toNanos();
+        if (every > 0) {
+            // Changes this server hears nothing of: hosts added or removed
+            // through another management server, out-of-band management
+            // (BMC) settings edited since.
+            worker.scheduleWithFixedDelay(() -> lastSync.keySet().forEach(c -> sync(c, false)), every, every, TimeUnit.NANOSECONDS);
+        }
         LOG.info("xenha-bridge: every XenServer cluster CloudStack connects is handed to the bridge");
     }
 
@@ -228,6 +238,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         }
         if (addresses.isEmpty()) {
             // The cluster's last XenServer host was removed from CloudStack.
+            lastSync.remove(clusterId);
             bridge.pools().poolOfCluster(clusterId).ifPresent(pool -> {
                 if (bridge.pools().attachedHere(pool)) {
                     bridge.poolAttacher().detachCluster(clusterId);

@@ -226,6 +226,22 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
     }
 
+    @Test
+    void changesThisServerHearsNothingOfReachTheBridgeAtTheNextResync() throws Exception {
+        config("xenha.clusters.resync_interval=1s\n");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(100));
+        connect(attached);
+        awaitAttached("Cluster-3");
+        assertEquals(0, bridge.service().attachRequests.get(0).getBmcsCount());
+        // Through another management server: a host added (it connects there), a BMC configured.
+        hostsByCluster.put(3L, List.of(attached, hostsByCluster.get(3L).get(1), Fakes.xen(7, "2566c74d-1003-4c4d-bbbb-0407d1e2c642", "10.0.0.13", 3)));
+        oobm.put(5L, oobm(true, "IPMITOOL", "10.0.1.11", ""));
+        PoolAttacherTest.await("the change handed over", () -> lastAttachedMembers().contains("https://10.0.0.13"));
+        AttachPoolRequest r = bridge.service().attachRequests.get(bridge.service().attachRequests.size() - 1);
+        assertEquals(1, r.getBmcsCount(), "the BMC configured since");
+    }
+
     /** The bridge has cluster 3's pool from its own configuration as "cluster-a"; the module loaded, host 5 connected. */
     private XenHaBridgeContext clusterThreeInTheBridgesConfiguration() throws Exception {
         config("");

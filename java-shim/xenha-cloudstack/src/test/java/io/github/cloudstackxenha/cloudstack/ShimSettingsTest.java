@@ -37,6 +37,7 @@ class ShimSettingsTest {
         assertNull(s.storageTimeout());
         assertEquals(Duration.ofSeconds(90), s.maxViewAge());
         assertFalse(s.xapiTls().getAllowPlainHttp());
+        assertEquals(Duration.ofMinutes(5), s.resyncInterval());
     }
 
     @Test
@@ -45,7 +46,8 @@ class ShimSettingsTest {
         ShimSettings s = ShimSettings.fromProperties(props("xenha.xapi.scheme", "http", "xenha.xapi.port", "8080",
                 "xenha.xapi.tls.allow_plain_http", "true", "xenha.xapi.tls.ca_file", "xapi-ca.pem",
                 "xenha.xapi.tls.pin_sha256", "AB:CD", "xenha.pool.policy", "observe", "xenha.pool.storage_timeout", "3m",
-                "xenha.investigator.max_view_age", "45s", "xenha.bridge.target", "127.0.0.1:1"), dir);
+                "xenha.investigator.max_view_age", "45s", "xenha.clusters.resync_interval", "90s",
+                "xenha.bridge.target", "127.0.0.1:1"), dir);
         assertEquals("http://10.0.0.11:8080", s.memberUrl("10.0.0.11"));
         assertEquals("http://[fd00::1]:8080", s.memberUrl("fd00::1"));
         assertTrue(s.xapiTls().getCaPem().startsWith("-----BEGIN CERTIFICATE-----"));
@@ -53,6 +55,8 @@ class ShimSettingsTest {
         assertEquals(Policy.POLICY_OBSERVE, s.policy());
         assertEquals(Duration.ofMinutes(3), s.storageTimeout());
         assertEquals(Duration.ofSeconds(45), s.maxViewAge());
+        assertEquals(Duration.ofSeconds(90), s.resyncInterval());
+        assertEquals(Duration.ZERO, ShimSettings.fromProperties(props("xenha.clusters.resync_interval", "0"), dir).resyncInterval());
         assertFalse(s.toString().contains("BEGIN"), "no certificate in toString");
     }
 
@@ -71,6 +75,9 @@ class ShimSettingsTest {
         assertKey("xenha.pool.storage_timeout", props("xenha.pool.storage_timeout", "120"));
         assertKey("xenha.xapi.tls.ca_file", props("xenha.xapi.tls.ca_file", "missing.pem"));
         assertKey("xenha.pool.polcy", props("xenha.pool.polcy", "auto"));
+        assertKey("xenha.clusters.resync_interval", props("xenha.clusters.resync_interval", "500ms"));
+        assertKey("xenha.clusters.resync_interval", props("xenha.clusters.resync_interval", "25h"));
+        assertKey("xenha.clusters.resync_interval", props("xenha.clusters.resync_interval", "often"));
     }
 
     private void assertKey(String key, Properties p) {
