@@ -634,14 +634,15 @@ func (el *election) heal(ctx context.Context, c claims) error {
 	keep := masters[0]
 	// XenHA may have been enabled since the view was read: ask every
 	// claimant; where it is on, XenHA decides and the bridge must not act.
+	// A claimant that cannot be asked may be the one where it is on.
 	for _, m := range masters {
 		c, err := el.req.Pool.Member(m.Address)
-		if err != nil {
-			continue
+		var pools map[xapi.PoolRef]xapi.PoolRecord
+		if err == nil {
+			pools, err = c.PoolGetAllRecords(ctx)
 		}
-		pools, err := c.PoolGetAllRecords(ctx)
 		if err != nil {
-			continue
+			return el.refuse(fmt.Sprintf("cannot read from %s whether XenHA is on (%v): the bridge does not reset anyone it has not asked", m.Name, err))
 		}
 		for _, p := range pools {
 			if p.HAEnabled {

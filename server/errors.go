@@ -83,6 +83,9 @@ func toStatus(err error) error {
 		return withDetails(codes.NotFound, err.Error(), &errdetails.ResourceInfo{ResourceType: "pool", Description: err.Error()})
 	case errors.Is(err, xenha.ErrPoolExists):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, xenha.ErrDropsMaster):
+		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.PreconditionFailure{
+			Violations: []*errdetails.PreconditionFailure_Violation{{Type: "MASTER", Subject: "members", Description: err.Error()}}})
 	case errors.Is(err, xenha.ErrCompacted), errors.Is(err, xenha.ErrRestarted):
 		return withDetails(codes.OutOfRange, err.Error(), &errdetails.ErrorInfo{Reason: "RESUME_POINT_GONE", Domain: "xenha-bridge",
 			Metadata: map[string]string{"hint": "read HAMode for the current state, then stream from now (after_sequence 0)"}})

@@ -10,6 +10,7 @@ var (
 	ErrUnknownPool = errors.New("unknown pool")
 	ErrPoolExists  = errors.New("a different pool is already attached under that name: through the API only its members (keeping one at least) and credentials may change; detach it first to change anything else (a pool from the configuration file changes there)")
 	ErrClosed      = errors.New("the bridge is shutting down")
+	ErrDropsMaster = errors.New("the pool's members may not leave out its master")
 )
 
 // InvalidArgumentError names the request field that was wrong.

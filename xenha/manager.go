@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -176,6 +177,9 @@ type Manager struct {
 	pools  map[string]*watcher
 	byUUID map[string]string
 	closed bool
+
+	replacing sync.Mutex    // one watcher replacement at a time (never held with mu)
+	lineages  atomic.Uint64 // numbers each attach; a replacement keeps its number
 }
 
 // NewManager starts with no pool.
@@ -225,7 +229,13 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 			m.mu.Unlock()
 			return w.view.Load(), false, nil
 		case followsHosts(w.spec, spec):
-			nw, err := m.replaceLocked(w, spec) // unlocks
+			m.mu.Unlock()
+			nw, err := m.replace(spec.Name, func(cur *watcher) (PoolSpec, error) {
+				if !followsHosts(cur.spec, spec) {
+					return PoolSpec{}, ErrPoolExists // changed meanwhile
+				}
+				return spec, keepsTheMaster(cur, spec)
+			})
 			if err != nil {
 				return nil, false, err
 			}
@@ -254,6 +264,7 @@ func (m *Manager) Attach(ctx context.Context, spec PoolSpec) (*PoolView, bool, e
 	}
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
 	w.epoch, w.epochs = epoch, m.opts.Epochs
+	w.lineage = m.lineages.Add(1)
 	w.probeTimeout = m.probeTimeout()
 	m.pools[spec.Name] = w
 	m.mu.Unlock()
@@ -294,6 +305,7 @@ func (m *Manager) Detach(id string) error {
 	}
 	m.mu.Unlock()
 	w.stop()
+	w.retire()
 	m.log.Info("pool detached", "pool", name)
 	return nil
 }
@@ -368,7 +380,7 @@ func (m *Manager) Close() {
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.stop() }()
+		go func() { defer wg.Done(); w.stop(); w.retire() }()
 	}
 	wg.Wait()
 }
@@ -376,7 +388,22 @@ func (m *Manager) Close() {
 // Handle is what decisions (fencing, election) need of one pool: its
 // current view, XAPI on its master and on each member, and its events.
 type Handle struct {
-	w *watcher
+	m     *Manager
+	name  string
+	first *watcher
+}
+
+// w is the pool's current watcher: a replacement (new members or
+// credentials) is followed; a detached pool, or another pool attached
+// since under the same name, is not.
+func (h *Handle) w() *watcher {
+	h.m.mu.RLock()
+	cur, ok := h.m.pools[h.name]
+	h.m.mu.RUnlock()
+	if ok && cur.lineage == h.first.lineage {
+		return cur
+	}
+	return h.first
 }
 
 // Handle returns the handle of a pool, by name or UUID.
@@ -387,23 +414,23 @@ func (m *Manager) Handle(id string) (*Handle, error) {
 	if !ok {
 		return nil, unknownPool(id)
 	}
-	return &Handle{w: m.pools[name]}, nil
+	return &Handle{m: m, name: name, first: m.pools[name]}, nil
 }
 
 // View is the pool's current view.
-func (h *Handle) View() *PoolView { return h.w.view.Load() }
+func (h *Handle) View() *PoolView { return h.w().view.Load() }
 
 // Spec is how the pool was attached.
-func (h *Handle) Spec() PoolSpec { return h.w.spec }
+func (h *Handle) Spec() PoolSpec { return h.w().spec }
 
 // Do runs fn on the pool master's XAPI, following the master once if it moved.
 func (h *Handle) Do(ctx context.Context, fn func(*xapi.Client) error) error {
-	return h.w.pool.Do(ctx, fn)
+	return h.w().pool.Do(ctx, fn)
 }
 
 // MemberURL finds the XAPI URL of the member with this management address.
 func (h *Handle) MemberURL(address string) (string, bool) {
-	for _, m := range h.w.spec.Members {
+	for _, m := range h.w().spec.Members {
 		if urlHost(m) == address {
 			return m, true
 		}
@@ -412,7 +439,7 @@ func (h *Handle) MemberURL(address string) (string, bool) {
 }
 
 // ProbeAll asks every member to log in, concurrently.
-func (h *Handle) ProbeAll(ctx context.Context) []xapi.Probe { return h.w.pool.Probe(ctx) }
+func (h *Handle) ProbeAll(ctx context.Context) []xapi.Probe { return h.w().pool.Probe(ctx) }
 
 // SlaveLocal returns a slave-local client for the member with this
 // management address (for emergency calls); the caller closes it.
@@ -421,7 +448,7 @@ func (h *Handle) SlaveLocal(address string) (*xapi.Client, error) {
 	if !ok {
 		return nil, fmt.Errorf("no member with address %s", address)
 	}
-	return h.w.pool.SlaveLocal(u)
+	return h.w().pool.SlaveLocal(u)
 }
 
 // Member returns a client for the member with this management address
@@ -431,14 +458,15 @@ func (h *Handle) Member(address string) (*xapi.Client, error) {
 	if !ok {
 		return nil, fmt.Errorf("no member with address %s", address)
 	}
-	return h.w.pool.Member(u)
+	return h.w().pool.Member(u)
 }
 
 // Refresh forgets the cached master so the next Do looks again, and wakes
 // the watcher so the view follows a master the bridge just made.
 func (h *Handle) Refresh() {
-	h.w.pool.Invalidate()
-	h.w.wakeUp()
+	w := h.w()
+	w.pool.Invalidate()
+	w.wakeUp()
 }
 
 // MadeMaster tells the pool that the bridge just made the member with this
@@ -446,20 +474,22 @@ func (h *Handle) Refresh() {
 // way (waiting out a dead master's timeout) starts again from it, and the
 // watcher follows it at once.
 func (h *Handle) MadeMaster(address string) {
+	w := h.w()
 	if u, ok := h.MemberURL(address); ok {
-		h.w.pool.Expect(u)
+		w.pool.Expect(u)
 	}
-	h.w.pool.Invalidate()
-	h.w.restartSearch()
-	h.w.wakeUp()
+	w.pool.Invalidate()
+	w.restartSearch()
+	w.wakeUp()
 }
 
 // ExpectMaster tells the watcher that the bridge is promoting this host,
 // so the change is reported as a CloudStack election.
 func (h *Handle) ExpectMaster(uuid string) {
-	h.w.mu.Lock()
-	h.w.expected = uuid
-	h.w.mu.Unlock()
+	w := h.w()
+	w.mu.Lock()
+	w.expected = uuid
+	w.mu.Unlock()
 }
 
 // Probe asks one member (by management address) to log in.
@@ -468,7 +498,7 @@ func (h *Handle) Probe(ctx context.Context, address string) xapi.Probe {
 	if !ok {
 		return xapi.Probe{URL: address, State: xapi.ProbeUnknown}
 	}
-	return h.w.pool.ProbeMember(ctx, u)
+	return h.w().pool.ProbeMember(ctx, u)
 }
 
 // ProbeSpaced probes one member n times, spacing apart, the probes
@@ -499,35 +529,65 @@ func (h *Handle) ProbeSpaced(ctx context.Context, address string, n int, spacing
 func (h *Handle) Publish(e Event) {
 	v := h.View()
 	e.Pool, e.PoolUUID, e.Epoch = v.Name, v.UUID, v.Epoch
-	h.w.hub.Publish(e)
+	h.w().hub.Publish(e)
 }
 
 // SetMembers replaces the member URLs of a pool (after a join or an
 // eject): its watcher restarts with them, keeping its epoch and events.
 func (m *Manager) SetMembers(id string, members []string) error {
-	m.mu.Lock()
+	m.mu.RLock()
 	name, ok := m.resolve(id)
+	m.mu.RUnlock()
 	if !ok {
-		m.mu.Unlock()
 		return unknownPool(id)
 	}
-	old := m.pools[name]
-	spec := old.spec
-	spec.Members = append([]string(nil), members...)
-	if _, err := m.replaceLocked(old, spec); err != nil {
+	if _, err := m.replace(name, func(cur *watcher) (PoolSpec, error) {
+		spec := cur.spec
+		spec.Members = append([]string(nil), members...)
+		return spec, nil
+	}); err != nil {
 		return err
 	}
 	m.log.Info("pool members changed", "pool", name, "members", len(members))
 	return nil
 }
 
-// replaceLocked restarts old's pool with spec (same name), keeping its
-// epoch, view and events. Called with m.mu held; returns with it released.
-// Calls under way on the old watcher's XAPI sessions fail (the pool closes
-// them) and are retried by their callers, as after any lost connection.
-func (m *Manager) replaceLocked(old *watcher, spec PoolSpec) (*watcher, error) {
+// keepsTheMaster refuses new members that leave out the pool's master of
+// record: its probes and its promotion go through its member URL, so an
+// election could no longer judge it. A master is replaced by an election
+// or a designation, never by an attach.
+func keepsTheMaster(cur *watcher, next PoolSpec) error {
+	v := cur.view.Load()
+	if !v.Observed || v.Master.Address == "" || slices.ContainsFunc(next.Members, func(m string) bool { return urlHost(m) == v.Master.Address }) {
+		return nil
+	}
+	return fmt.Errorf("%w: the new members leave out %s (%s), the pool's master%s; a master is replaced by ElectMaster or a designation, not by an attach: attach again once another host is master",
+		ErrDropsMaster, v.Master.Name, v.Master.Address, map[bool]string{true: "", false: " (lost)"}[v.Master.Reachable])
+}
+
+// replace restarts a pool's watcher with the spec next gives, keeping
+// what it knew (its observation, view, epoch and events), so the pool
+// stays observed while the new watcher reconnects. Handles taken before
+// follow the new watcher. Never called with m.mu held: stopping a watcher
+// waits for it, and a watcher takes m.mu (setUUID).
+func (m *Manager) replace(name string, next func(cur *watcher) (PoolSpec, error)) (*watcher, error) {
+	m.replacing.Lock()
+	defer m.replacing.Unlock()
+	m.mu.RLock()
+	old, ok := m.pools[name]
+	closed := m.closed
+	m.mu.RUnlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case !ok:
+		return nil, unknownPool(name)
+	}
+	spec, err := next(old)
+	if err != nil {
+		return nil, err
+	}
 	if err := spec.validate(); err != nil {
-		m.mu.Unlock()
 		return nil, err
 	}
 	xo := m.opts.XAPI
@@ -535,22 +595,27 @@ func (m *Manager) replaceLocked(old *watcher, spec PoolSpec) (*watcher, error) {
 	xo.Logger = m.log.With("pool", spec.Name)
 	pool, err := xapi.NewPool(spec.Members, spec.Credentials, xo)
 	if err != nil {
-		m.mu.Unlock()
 		return nil, invalid("members", "%v", err)
 	}
-	old.mu.Lock()
-	epoch := old.epoch
-	old.mu.Unlock()
+	old.stop()
 	w := newWatcher(spec, pool, m.hub, m.log.Named("pool").With("pool", spec.Name), m.opts.PollTimeout, m.setUUID)
-	w.epoch, w.epochs = epoch, m.opts.Epochs
+	old.mu.Lock()
+	w.ob, w.epoch, w.expected, w.demoted = old.ob, old.epoch, old.expected, old.demoted
+	old.mu.Unlock()
+	w.epochs, w.lineage = m.opts.Epochs, old.lineage
 	w.probeTimeout = m.probeTimeout()
-	// No NOT_OBSERVED gap while it reconnects; the members are the new ones.
 	v := *old.view.Load()
 	v.Members = slices.Clone(spec.Members)
 	w.view.Store(&v)
-	m.pools[spec.Name] = w
+	m.mu.Lock()
+	if m.closed || m.pools[name] != old { // closed or detached while it stopped
+		m.mu.Unlock()
+		pool.Close(context.Background())
+		return nil, unknownPool(name)
+	}
+	m.pools[name] = w
 	m.mu.Unlock()
-	old.stop()
+	old.retire() // for handles of this lineage once it is detached: they fall back to their first watcher
 	w.start()
 	return w, nil
 }

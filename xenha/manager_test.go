@@ -393,3 +393,102 @@ func TestAReattachFollowsTheClustersHosts(t *testing.T) {
 		t.Errorf("other members for a pool from the file: %v, want ErrPoolExists", err)
 	}
 }
+
+// Re-attaches in a row while each new watcher makes its first observation:
+// the manager's lock and a watcher's were once taken in opposite orders
+// (setUUID under the watcher's lock, the replacement under the manager's),
+// which hung within a few hundred re-attaches (this test, before the fix).
+func TestReattachesInARowNeverDeadlock(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	all := e.spec.Members
+	h, _ := e.m.Handle("sim")
+	done, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 400 {
+			s := e.spec
+			s.Members = all[:2+i%2] // host-0, the master, always stays
+			if _, _, err := e.m.Attach(context.Background(), s); err != nil {
+				t.Errorf("re-attach %d: %v", i, err)
+				return
+			}
+			time.Sleep(time.Duration(i%8) * time.Millisecond) // let the new watcher make its first observation
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.ExpectMaster("") // takes the current watcher's lock, as an election does
+				e.m.Pools()
+			}
+		}
+	}()
+	defer close(stop)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("re-attaches hung")
+	}
+}
+
+// What the bridge knew survives a replacement: a pool whose master is lost
+// stays observed (an election can still run), the new members never leave
+// out the master of record, handles taken before follow the new watcher,
+// and only the credentials may change too.
+func TestAReplacementKeepsWhatTheBridgeKnew(t *testing.T) {
+	e := newEnv(t, 3)
+	e.attach()
+	all := e.spec.Members
+	before, err := e.m.Handle("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.PowerOff(0); err != nil {
+		t.Fatal(err)
+	}
+	lost := e.eventually("master lost", func(v *PoolView) bool { return v.Observed && !v.Master.Reachable })
+
+	withoutMaster := e.spec
+	withoutMaster.Members = all[1:]
+	if _, _, err := e.m.Attach(context.Background(), withoutMaster); !errors.Is(err, ErrDropsMaster) {
+		t.Fatalf("members leaving out the lost master: %v, want ErrDropsMaster", err)
+	}
+	fewer := e.spec
+	fewer.Members = all[:2]
+	v, _, err := e.m.Attach(context.Background(), fewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Observed || v.Controller != ControllerCloudStack || v.Master.UUID != lost.Master.UUID || v.Epoch != lost.Epoch {
+		t.Fatalf("the replacement forgot the pool: %+v", v)
+	}
+	time.Sleep(300 * time.Millisecond) // the new watcher's probes and search run
+	if v := before.View(); !v.Observed || v.Controller != ControllerCloudStack || len(v.Members) != 2 {
+		t.Fatalf("a handle taken before the replacement: %+v", v)
+	}
+
+	rotated := fewer
+	rotated.Credentials.Password = "rotated"
+	if _, created, err := e.m.Attach(context.Background(), rotated); err != nil || created {
+		t.Fatalf("new credentials: created %v, err %v", created, err)
+	}
+	if got := before.Spec().Credentials.Password; got != "rotated" {
+		t.Fatal("the handle does not follow the new credentials")
+	}
+
+	// Detached, then another pool under the same name: the old handle is
+	// not moved to it, and says nobody acts through it.
+	if err := e.m.Detach("sim"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.m.Attach(context.Background(), e.spec); err != nil {
+		t.Fatal(err)
+	}
+	if v := before.View(); v.Observed || v.Controller != ControllerNone {
+		t.Fatalf("a handle of a detached pool still acts: %+v", v)
+	}
+}

@@ -41,6 +41,7 @@ type watcher struct {
 	restarting   bool         // its search was cancelled to start again from a new master
 
 	probeTimeout time.Duration // for the master check
+	lineage      uint64        // the attach this watcher serves (kept by a replacement)
 
 	kick   chan struct{} // asks the probe loop to probe now
 	wake   chan struct{} // cuts the event loop's back-off short (a new master was made)
@@ -77,10 +78,31 @@ func (w *watcher) stop() {
 	w.pool.Close(ctx)
 }
 
+// retire marks a stopped watcher's view not observed: a handle taken
+// before its pool was detached (or the bridge closed) stops acting on it.
+func (w *watcher) retire() {
+	v := *w.view.Load()
+	v.Observed, v.Controller = false, ControllerNone
+	v.Warnings = []Warning{{WarnNotObserved, "The pool is no longer attached to this bridge: nobody acts on it through this view."}}
+	w.view.Store(&v)
+}
+
 // update changes the observation under the lock, derives the new view,
 // raises the epoch on a controller or master change, and publishes what
 // changed — in that order, so events always carry the epoch they caused.
 func (w *watcher) update(change func(ob *observation)) {
+	cur := w.updateLocked(change)
+	if cur.Observed {
+		// Outside w.mu: onUUID takes the manager's lock, and the manager
+		// takes w.mu while it holds its own (Handle.ExpectMaster).
+		w.once.Do(func() {
+			w.onUUID(w.spec.Name, cur.UUID)
+			close(w.observed)
+		})
+	}
+}
+
+func (w *watcher) updateLocked(change func(ob *observation)) *PoolView {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	change(&w.ob)
@@ -120,12 +142,7 @@ func (w *watcher) update(change func(ob *observation)) {
 		w.log.Info("pool event", "type", e.Type, "host", e.Host, "epoch", e.Epoch, "message", e.Message)
 	}
 	w.hub.Publish(evs...)
-	if cur.Observed {
-		w.once.Do(func() {
-			w.onUUID(w.spec.Name, cur.UUID)
-			close(w.observed)
-		})
-	}
+	return cur
 }
 
 // wakeUp cuts the event loop's back-off short.
