@@ -95,8 +95,9 @@ type XenHAServiceClient interface {
 	// Attaching it again is a no-op, except that its bmcs replace the earlier
 	// ones and that new members or credentials replace the earlier ones (the
 	// cluster's hosts changed, or a password was rotated; one member at least
-	// must stay). Any other change under a taken name is ALREADY_EXISTS:
-	// detach first.
+	// must stay, and new members leaving out the pool's master are
+	// FAILED_PRECONDITION). Any other change under a taken name is
+	// ALREADY_EXISTS: detach first.
 	AttachPool(ctx context.Context, in *AttachPoolRequest, opts ...grpc.CallOption) (*AttachPoolResponse, error)
 	// DetachPool stops watching a pool attached through AttachPool.
 	DetachPool(ctx context.Context, in *DetachPoolRequest, opts ...grpc.CallOption) (*DetachPoolResponse, error)
@@ -319,8 +320,9 @@ type XenHAServiceServer interface {
 	// Attaching it again is a no-op, except that its bmcs replace the earlier
 	// ones and that new members or credentials replace the earlier ones (the
 	// cluster's hosts changed, or a password was rotated; one member at least
-	// must stay). Any other change under a taken name is ALREADY_EXISTS:
-	// detach first.
+	// must stay, and new members leaving out the pool's master are
+	// FAILED_PRECONDITION). Any other change under a taken name is
+	// ALREADY_EXISTS: detach first.
 	AttachPool(context.Context, *AttachPoolRequest) (*AttachPoolResponse, error)
 	// DetachPool stops watching a pool attached through AttachPool.
 	DetachPool(context.Context, *DetachPoolRequest) (*DetachPoolResponse, error)
