@@ -172,6 +172,14 @@ func TestRegistry(t *testing.T) {
 	if err != nil || fewer.GetCreated() || len(fewer.GetPool().GetMembers()) != 2 {
 		t.Fatalf("attach with other members: %v %v", fewer, err)
 	}
+	// Members leaving out the master (host-0): refused, the pool unchanged.
+	_, err = f.c.AttachPool(f.ctx(), &pb.AttachPoolRequest{
+		Name: "sim", Members: f.sim.MemberURLs()[1:], Username: info.Username, Password: info.Password,
+		Tls: &pb.XAPITLS{AllowPlainHttp: true},
+	})
+	if st := wantCode(t, err, codes.FailedPrecondition); !strings.Contains(st.Message(), "host-0") {
+		t.Errorf("the refusal does not name the master: %v", st.Message())
+	}
 	_, err = f.c.AttachPool(f.ctx(), &pb.AttachPoolRequest{
 		Name: "sim", Members: f.sim.MemberURLs(), Username: info.Username, Password: info.Password,
 		Tls: &pb.XAPITLS{AllowPlainHttp: true}, Policy: pb.Policy_POLICY_OBSERVE,
