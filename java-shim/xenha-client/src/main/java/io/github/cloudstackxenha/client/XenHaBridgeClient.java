@@ -331,7 +331,7 @@ public final class XenHaBridgeClient implements AutoCloseable {
         }
     }
 
-    /** Hands a pool to the bridge; attaching the same pool again is a no-op. Retried. */
+    /** Hands a pool to the bridge; attaching the same pool again is a no-op (new members or credentials are taken). Retried. */
     public AttachPoolResponse attachPool(AttachPoolRequest request) {
         wake();
         try {

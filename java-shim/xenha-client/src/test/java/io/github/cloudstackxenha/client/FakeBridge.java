@@ -41,6 +41,7 @@ import cloudstack.xenha.v1.Xenha.ListPoolsResponse;
 import cloudstack.xenha.v1.Xenha.PoolEvent;
 import cloudstack.xenha.v1.Xenha.PoolEventsRequest;
 import cloudstack.xenha.v1.Xenha.PoolEventsResponse;
+import cloudstack.xenha.v1.Xenha.Policy;
 import cloudstack.xenha.v1.Xenha.PoolSummary;
 import io.grpc.Context;
 import io.grpc.Deadline;
@@ -298,6 +299,11 @@ public final class FakeBridge implements AutoCloseable {
             configured.clear();
         }
 
+        /** Puts a pool in the registry, as if attached at run time (by an earlier run of a management server). */
+        public void addAttachedPool(AttachPoolRequest p) {
+            pools.put(p.getName(), p);
+        }
+
         /** Puts a pool in the registry, as if attached from the bridge's configuration. */
         public void addPool(AttachPoolRequest p) {
             configured.add(p.getName());
@@ -368,13 +374,17 @@ public final class FakeBridge implements AutoCloseable {
                     // through the API takes new members and credentials when one
                     // member at least stays and nothing else changes.
                     AttachPoolRequest had = pools.get(request.getName());
-                    if (had != null && !new java.util.HashSet<>(had.getMembersList()).equals(new java.util.HashSet<>(request.getMembersList()))) {
-                        boolean follows = !configured.contains(request.getName())
-                                && request.getMembersList().stream().anyMatch(had.getMembersList()::contains)
-                                && had.getPolicy() == request.getPolicy() && had.getTls().equals(request.getTls())
+                    if (had != null) {
+                        boolean sameSettings = policy(had) == policy(request) && had.getTls().equals(request.getTls())
                                 && had.getStorageTimeout().equals(request.getStorageTimeout());
-                        if (!follows) {
+                        boolean sameMembers = new java.util.HashSet<>(had.getMembersList()).equals(new java.util.HashSet<>(request.getMembersList()));
+                        boolean follows = sameSettings && !configured.contains(request.getName())
+                                && request.getMembersList().stream().anyMatch(had.getMembersList()::contains);
+                        if (!(sameSettings && sameMembers) && !follows) {
                             throw Status.ALREADY_EXISTS.withDescription("a different pool is attached as " + request.getName()).asRuntimeException();
+                        }
+                        if (configured.contains(request.getName())) {
+                            return AttachPoolResponse.newBuilder().setCreated(false).setPool(summary(had)).build();
                         }
                     }
                     pools.put(request.getName(), request);
@@ -413,9 +423,15 @@ public final class FakeBridge implements AutoCloseable {
             });
         }
 
-        private static PoolSummary summary(AttachPoolRequest p) {
+        private PoolSummary summary(AttachPoolRequest p) {
             return PoolSummary.newBuilder().setName(p.getName()).setPoolUuid("pool-uuid-" + p.getName())
-                    .addAllMembers(p.getMembersList()).setPolicy(p.getPolicy()).setSource("api").build();
+                    .addAllMembers(p.getMembersList()).setPolicy(p.getPolicy())
+                    .setSource(configured.contains(p.getName()) ? "config" : "api").build();
+        }
+
+        /** The bridge's policy: unspecified is auto. */
+        private static Policy policy(AttachPoolRequest p) {
+            return p.getPolicy() == Policy.POLICY_UNSPECIFIED ? Policy.POLICY_AUTO : p.getPolicy();
         }
 
         @Override

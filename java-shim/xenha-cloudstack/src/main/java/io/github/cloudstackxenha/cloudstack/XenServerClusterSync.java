@@ -162,7 +162,14 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             // Changes this server hears nothing of: hosts added or removed
             // through another management server, out-of-band management
             // (BMC) settings edited since.
-            worker.scheduleWithFixedDelay(() -> lastSync.keySet().forEach(c -> sync(c, false)), every, every, TimeUnit.NANOSECONDS);
+            worker.scheduleWithFixedDelay(() -> {
+                try {
+                    lastSync.keySet().forEach(c -> sync(c, false));
+                } catch (RuntimeException e) { // an escaping exception would end every later resync
+                    LOG.error("xenha-bridge: resyncing the clusters failed ({}); tried again in {}", e.toString(),
+                            bridge.settings().resyncInterval());
+                }
+            }, every, every, TimeUnit.NANOSECONDS);
         }
         LOG.info("xenha-bridge: every XenServer cluster CloudStack connects is handed to the bridge");
     }
@@ -204,8 +211,8 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                 try {
                     attach(cluster);
                 } catch (RuntimeException e) {
-                    LOG.error("xenha-bridge: cluster {} could not be handed to the bridge ({}): it keeps CloudStack's stock "
-                            + "behaviour until its hosts next connect", cluster, e.toString());
+                    LOG.error("xenha-bridge: cluster {} could not be handed to the bridge, or taken back from it ({}); tried again "
+                            + "when its hosts next connect or at the next resync (xenha.clusters.resync_interval)", cluster, e.toString());
                 }
             }, delay, TimeUnit.NANOSECONDS);
         } catch (java.util.concurrent.RejectedExecutionException e) {
@@ -238,7 +245,8 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
         }
         if (addresses.isEmpty()) {
             // The cluster's last XenServer host was removed from CloudStack.
-            lastSync.remove(clusterId);
+            // Forgotten once done: a detach that fails is tried again at the
+            // next resync.
             bridge.pools().poolOfCluster(clusterId).ifPresent(pool -> {
                 if (bridge.pools().attachedHere(pool)) {
                     bridge.poolAttacher().detachCluster(clusterId);
@@ -246,6 +254,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
                     bridge.poolAttacher().forgetCluster(clusterId); // the bridge's own (its configuration): kept there
                 }
             });
+            lastSync.remove(clusterId);
             return false;
         }
         if (credentials == null) {
@@ -276,6 +285,14 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             try {
                 bridge.poolAttacher().attachPool(clusterId, as, addresses, user, password, bmcs);
             } catch (XenHaBridgeException e) {
+                if (e.code() == io.grpc.Status.Code.FAILED_PRECONDITION && known.isPresent()) {
+                    // The new hosts leave out the pool's master: the bridge keeps
+                    // the members it has until another host is master.
+                    LOG.warn("xenha-bridge: cluster {}: pool {} keeps its members for now: {}. Tried again at the next resync",
+                            clusterId, as, e.getMessage());
+                    bridge.poolAttacher().adoptCluster(clusterId, as);
+                    return true;
+                }
                 if (e.code() != io.grpc.Status.Code.ALREADY_EXISTS) {
                     throw e;
                 }
@@ -294,9 +311,12 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             }
             return true;
         } catch (XenHaBridgeException e) {
-            LOG.error("xenha-bridge: cluster {} ({}) could not be handed to the bridge: {}. It keeps CloudStack's stock behaviour "
-                    + "until it is; tried again when its hosts next connect. Check that xenha-bridge serve runs and answers at {}",
-                    clusterId, name, e.getMessage(), bridge.client().config().target());
+            String meanwhile = bridge.pools().poolOfCluster(clusterId)
+                    .map(p -> "It stays with the bridge's pool " + p + " as handed over before")
+                    .orElse("It keeps CloudStack's stock behaviour until it is");
+            LOG.error("xenha-bridge: cluster {} ({}) could not be handed to the bridge: {}. {}; tried again when its hosts next "
+                    + "connect or at the next resync. Check that xenha-bridge serve runs and answers at {}",
+                    clusterId, name, e.getMessage(), meanwhile, bridge.client().config().target());
             return false;
         }
     }

@@ -27,7 +27,8 @@ import io.grpc.Status;
  * <p>{@link XenServerClusterSync} calls {@link #attachCluster} when a
  * cluster's host connects, from CloudStack's records; other code may too
  * (through {@code XenHaBridgeContext.current()}). Attaching the same pool
- * again is a no-op on the bridge (its BMCs are replaced). The pool is named
+ * again is a no-op on the bridge (its BMCs are replaced); with other
+ * members or credentials the bridge takes them, keeping what it knew. The pool is named
  * after the cluster; its events are then followed ({@link PoolWatch}), which
  * also attaches it again if the bridge restarts.
  *
@@ -86,7 +87,13 @@ public class XenServerPoolAttacher {
         }
         AttachPoolRequest request = req.build();
         AttachPoolResponse r = bridge.client().attachPool(request);
-        bridge.pools().remember(clusterId, request);
+        if ("api".equals(r.getPool().getSource())) {
+            bridge.pools().remember(clusterId, request);
+        } else {
+            // The bridge's own pool (its configuration) answered as the same
+            // one: followed, never attached again or detached from here.
+            bridge.pools().adopt(clusterId, request.getName());
+        }
         LOG.info("xenha-bridge: cluster {} {} as pool {} ({}, {} member(s), controller {})", clusterId,
                 r.getCreated() ? "attached" : "was already attached", request.getName(), r.getPool().getPoolUuid(),
                 members.size(), r.getPool().getController());

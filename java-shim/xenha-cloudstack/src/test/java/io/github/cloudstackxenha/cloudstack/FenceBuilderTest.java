@@ -126,6 +126,7 @@ class FenceBuilderTest {
 
     @Test
     void aPoolTheBridgeForgotIsAttachedAgainAndAskedAgain() {
+        bridge.service().forgetPools(); // not the configuration's: attached from here
         ctx.poolAttacher().attachCluster(3, "cluster-a", List.of("10.0.0.11", "10.0.0.12"), "root", "pw");
         bridge.service().failNext("FenceHost", FakeBridge.notFound("pool", "unknown pool \"cluster-a\""));
         bridge.service().onFence(r -> outcome(FenceOutcome.FENCE_OUTCOME_FENCED));

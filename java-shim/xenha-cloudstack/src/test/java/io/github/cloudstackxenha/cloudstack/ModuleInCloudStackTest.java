@@ -242,6 +242,41 @@ class ModuleInCloudStackTest {
         assertEquals(1, r.getBmcsCount(), "the BMC configured since");
     }
 
+    @Test
+    void aPoolOfTheBridgesConfigurationUnderTheClustersNameIsNeverDetachedFromHere() throws Exception {
+        config("");
+        // The bridge's configuration lists the cluster's pool under the cluster's name, with the shim's own settings:
+        // the attach answers as a no-op, and the pool stays the configuration's.
+        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("Cluster-3").addMembers("https://10.0.0.11")
+                .addMembers("https://10.0.0.12").setPolicy(cloudstack.xenha.v1.Xenha.Policy.POLICY_AUTO).build());
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        connect(attached);
+        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
+        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        assertFalse(ctx.pools().reattach("Cluster-3"), "not kept as this server's own");
+        hostsByCluster.put(3L, List.of());
+        removed(5, 3);
+        removed(6, 3);
+        PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
+        assertTrue(bridge.service().hasPool("Cluster-3"));
+        assertEquals(0, bridge.service().count("DetachPool"));
+    }
+
+    @Test
+    void aDetachTheBridgeCannotTakeIsTriedAgainAtTheNextResync() throws Exception {
+        config("xenha.clusters.resync_interval=1s\n");
+        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(100));
+        connect(attached);
+        awaitAttached("Cluster-3");
+        io.grpc.StatusRuntimeException down = io.grpc.Status.UNAVAILABLE.withDescription("down").asRuntimeException();
+        bridge.service().failNext("DetachPool", down, down);
+        hostsByCluster.put(3L, List.of()); // both hosts removed; one notice heard here
+        removed(6, 3);
+        PoolAttacherTest.await("the pool detached once the bridge answers", () -> !bridge.service().hasPool("Cluster-3"));
+        assertEquals(3, bridge.service().count("DetachPool"), "tried at the removal, then at each resync until it answers");
+    }
+
     /** The bridge has cluster 3's pool from its own configuration as "cluster-a"; the module loaded, host 5 connected. */
     private XenHaBridgeContext clusterThreeInTheBridgesConfiguration() throws Exception {
         config("");
@@ -330,7 +365,7 @@ class ModuleInCloudStackTest {
     void aPoolAttachedUnderTheClustersNameIsAttachedAgainNotAdopted() throws Exception {
         config("");
         // The management server restarted; its bridge kept the pool it had attached.
-        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("Cluster-3").addMembers("https://10.0.0.11")
+        bridge.service().addAttachedPool(AttachPoolRequest.newBuilder().setName("Cluster-3").addMembers("https://10.0.0.11")
                 .addMembers("https://10.0.0.12").build());
         cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
         connect(attached);
