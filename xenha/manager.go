@@ -561,8 +561,12 @@ func keepsTheMaster(cur *watcher, next PoolSpec) error {
 	if !v.Observed || v.Master.Address == "" || slices.ContainsFunc(next.Members, func(m string) bool { return urlHost(m) == v.Master.Address }) {
 		return nil
 	}
+	lost := ""
+	if !v.Master.Reachable {
+		lost = " (lost)"
+	}
 	return fmt.Errorf("%w: the new members leave out %s (%s), the pool's master%s; a master is replaced by ElectMaster or a designation, not by an attach: attach again once another host is master",
-		ErrDropsMaster, v.Master.Name, v.Master.Address, map[bool]string{true: "", false: " (lost)"}[v.Master.Reachable])
+		ErrDropsMaster, v.Master.Name, v.Master.Address, lost)
 }
 
 // replace restarts a pool's watcher with the spec next gives, keeping

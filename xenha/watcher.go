@@ -93,8 +93,9 @@ func (w *watcher) retire() {
 func (w *watcher) update(change func(ob *observation)) {
 	cur := w.updateLocked(change)
 	if cur.Observed {
-		// Outside w.mu: onUUID takes the manager's lock, and the manager
-		// takes w.mu while it holds its own (Handle.ExpectMaster).
+		// Outside w.mu: onUUID takes the manager's lock, so holding a
+		// watcher's lock while waiting for the manager's would deadlock
+		// with anyone taking them the other way round.
 		w.once.Do(func() {
 			w.onUUID(w.spec.Name, cur.UUID)
 			close(w.observed)
