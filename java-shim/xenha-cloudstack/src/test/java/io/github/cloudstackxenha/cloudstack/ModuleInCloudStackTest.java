@@ -194,14 +194,26 @@ class ModuleInCloudStackTest {
         return r.isEmpty() ? List.of() : r.get(r.size() - 1).getMembersList();
     }
 
-    @Test
-    void hostsAddedOrRemovedLaterReachTheBridgeAndRemovingTheLastDetachesThePool() throws Exception {
-        config("");
+    /** The module loaded with {@code settings}, syncs {@code spacingMillis} apart, cluster 3 handed over from its records. */
+    private void clusterThreeHandedOver(String settings, long spacingMillis) throws Exception {
+        config(settings);
         cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
-        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(300));
-        Host second = hostsByCluster.get(3L).get(1);
+        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(spacingMillis));
         connect(attached);
         awaitAttached("Cluster-3");
+    }
+
+    /** Cluster 3's hosts 5 and 6 removed from CloudStack, each removal heard here. */
+    private void everyHostOfClusterThreeRemoved() {
+        hostsByCluster.put(3L, List.of());
+        removed(5, 3);
+        removed(6, 3);
+    }
+
+    @Test
+    void hostsAddedOrRemovedLaterReachTheBridgeAndRemovingTheLastDetachesThePool() throws Exception {
+        Host second = hostsByCluster.get(3L).get(1);
+        clusterThreeHandedOver("", 300);
 
         // A host added to the cluster connects right after another one did: served when the spacing ends, not dropped.
         Host added = Fakes.xen(7, "2566c74d-1003-4c4d-bbbb-0407d1e2c642", "10.0.0.13", 3);
@@ -228,11 +240,7 @@ class ModuleInCloudStackTest {
 
     @Test
     void changesThisServerHearsNothingOfReachTheBridgeAtTheNextResync() throws Exception {
-        config("xenha.clusters.resync_interval=1s\n");
-        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
-        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(100));
-        connect(attached);
-        awaitAttached("Cluster-3");
+        clusterThreeHandedOver("xenha.clusters.resync_interval=1s\n", 100);
         assertEquals(0, bridge.service().attachRequests.get(0).getBmcsCount());
         // Through another management server: a host added (it connects there), a BMC configured.
         hostsByCluster.put(3L, List.of(attached, hostsByCluster.get(3L).get(1), Fakes.xen(7, "2566c74d-1003-4c4d-bbbb-0407d1e2c642", "10.0.0.13", 3)));
@@ -244,19 +252,12 @@ class ModuleInCloudStackTest {
 
     @Test
     void aPoolOfTheBridgesConfigurationUnderTheClustersNameIsNeverDetachedFromHere() throws Exception {
-        config("");
         // The bridge's configuration lists the cluster's pool under the cluster's name, with the shim's own settings:
         // the attach answers as a no-op, and the pool stays the configuration's.
-        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("Cluster-3").addMembers("https://10.0.0.11")
-                .addMembers("https://10.0.0.12").setPolicy(cloudstack.xenha.v1.Xenha.Policy.POLICY_AUTO).build());
-        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
-        connect(attached);
-        XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
-        PoolAttacherTest.await("cluster 3 known", () -> ctx.pools().poolOfCluster(3).isPresent());
+        XenHaBridgeContext ctx = clusterThreeInTheBridgesConfiguration(AttachPoolRequest.newBuilder().setName("Cluster-3")
+                .addMembers("https://10.0.0.11").addMembers("https://10.0.0.12").setPolicy(cloudstack.xenha.v1.Xenha.Policy.POLICY_AUTO).build());
         assertFalse(ctx.pools().reattach("Cluster-3"), "not kept as this server's own");
-        hostsByCluster.put(3L, List.of());
-        removed(5, 3);
-        removed(6, 3);
+        everyHostOfClusterThreeRemoved();
         PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
         assertTrue(bridge.service().hasPool("Cluster-3"));
         assertEquals(0, bridge.service().count("DetachPool"));
@@ -264,11 +265,7 @@ class ModuleInCloudStackTest {
 
     @Test
     void aDetachTheBridgeCannotTakeIsTriedAgainAtTheNextResync() throws Exception {
-        config("xenha.clusters.resync_interval=1s\n");
-        cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
-        cs.beans(XenServerClusterSync.class).get(0).syncSpacing(java.time.Duration.ofMillis(100));
-        connect(attached);
-        awaitAttached("Cluster-3");
+        clusterThreeHandedOver("xenha.clusters.resync_interval=1s\n", 100);
         io.grpc.StatusRuntimeException down = io.grpc.Status.UNAVAILABLE.withDescription("down").asRuntimeException();
         bridge.service().failNext("DetachPool", down, down);
         hostsByCluster.put(3L, List.of()); // both hosts removed; one notice heard here
@@ -279,8 +276,13 @@ class ModuleInCloudStackTest {
 
     /** The bridge has cluster 3's pool from its own configuration as "cluster-a"; the module loaded, host 5 connected. */
     private XenHaBridgeContext clusterThreeInTheBridgesConfiguration() throws Exception {
+        return clusterThreeInTheBridgesConfiguration(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
+    }
+
+    /** The bridge has cluster 3's pool from its own configuration as {@code configured}; the module loaded, host 5 connected. */
+    private XenHaBridgeContext clusterThreeInTheBridgesConfiguration(AttachPoolRequest configured) throws Exception {
         config("");
-        bridge.service().addPool(AttachPoolRequest.newBuilder().setName("cluster-a").addMembers("https://10.0.0.12").build());
+        bridge.service().addPool(configured);
         cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
         connect(attached);
         XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
@@ -291,9 +293,7 @@ class ModuleInCloudStackTest {
     @Test
     void removingTheLastHostOfAPoolFromTheBridgesConfigurationLeavesItThere() throws Exception {
         XenHaBridgeContext ctx = clusterThreeInTheBridgesConfiguration();
-        hostsByCluster.put(3L, List.of());
-        removed(5, 3);
-        removed(6, 3);
+        everyHostOfClusterThreeRemoved();
         PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
         assertTrue(bridge.service().hasPool("cluster-a"), "the bridge's own pool changes only in its configuration");
         assertEquals(0, bridge.service().count("DetachPool"));
