@@ -140,3 +140,35 @@ func TestAttachPoolWithBMCsNeedsDrivers(t *testing.T) {
 		t.Fatalf("field %q", badField(st))
 	}
 }
+
+// A pool from the configuration file, attached again with the same spec
+// (the shim hands over a cluster under the name the file gives its pool):
+// a no-op that leaves the file's BMCs alone.
+func TestAttachPoolLeavesAConfiguredPoolsBMCsAlone(t *testing.T) {
+	book := &fakeBook{}
+	m := xenha.NewManager(xenha.Options{XAPI: xapi.Options{Timeout: 2 * time.Second, ProbeTimeout: 300 * time.Millisecond}})
+	t.Cleanup(m.Close)
+	c := pb.NewXenHAServiceClient(dialServer(t, New(NewService(m, nil, WithPoolBMCs(book)), Options{})))
+	sim, err := xapisim.New(xapisim.Config{Hosts: 2, Clock: xapisim.NewFakeClock(), Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	info := sim.Info()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := m.Attach(ctx, xenha.PoolSpec{Name: "c1", Members: sim.MemberURLs(), Source: "config",
+		Credentials: xapi.Credentials{Username: info.Username, Password: xapi.Secret(info.Password)},
+		TLS:         xapi.TLSOptions{AllowPlainHTTP: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.AttachPool(ctx, &pb.AttachPoolRequest{Name: "c1", Members: sim.MemberURLs(), Username: info.Username, Password: info.Password,
+		Tls:  &pb.XAPITLS{AllowPlainHttp: true},
+		Bmcs: []*pb.HostBMC{{Host: info.Hosts[0].UUID, Bmc: &pb.BMC{Driver: "redfish", Address: "https://10.0.1.1", Username: "u", Password: "p"}}}})
+	if err != nil || r.GetCreated() || r.GetPool().GetSource() != "config" {
+		t.Fatalf("attach of the configured pool: %v %v", r, err)
+	}
+	if got := book.hosts("c1"); len(got) != 0 {
+		t.Fatalf("the configuration's pool took attached BMCs for %v", got)
+	}
+}

@@ -238,7 +238,9 @@ func (s *Service) AttachPool(ctx context.Context, req *pb.AttachPoolRequest) (*p
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if s.bmcs != nil {
+	// A pool from the configuration file keeps the file's BMCs: the same
+	// spec attached again is a no-op for it, its BMCs included.
+	if s.bmcs != nil && v.Source == "api" {
 		s.bmcs.Set(req.GetName(), bmcs)
 	}
 	return &pb.AttachPoolResponse{Pool: summaryPB(v), Created: created}, nil

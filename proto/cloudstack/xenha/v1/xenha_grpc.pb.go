@@ -92,10 +92,11 @@ type XenHAServiceClient interface {
 	// saw.
 	PoolEvents(ctx context.Context, in *PoolEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolEventsResponse], error)
 	// AttachPool hands a pool (a CloudStack cluster) over to the bridge.
-	// Attaching it again is a no-op, except that its bmcs replace the earlier
-	// ones and that new members or credentials replace the earlier ones (the
-	// cluster's hosts changed, or a password was rotated; one member at least
-	// must stay, and new members leaving out the pool's master are
+	// Attaching it again is a no-op, except that, for a pool attached through
+	// AttachPool (not one from the bridge's configuration), its bmcs replace
+	// the earlier ones and new members or credentials replace the earlier
+	// ones (the cluster's hosts changed, or a password was rotated; one member
+	// at least must stay, and new members leaving out the pool's master are
 	// FAILED_PRECONDITION). Any other change under a taken name is
 	// ALREADY_EXISTS: detach first.
 	AttachPool(ctx context.Context, in *AttachPoolRequest, opts ...grpc.CallOption) (*AttachPoolResponse, error)
@@ -317,10 +318,11 @@ type XenHAServiceServer interface {
 	// saw.
 	PoolEvents(*PoolEventsRequest, grpc.ServerStreamingServer[PoolEventsResponse]) error
 	// AttachPool hands a pool (a CloudStack cluster) over to the bridge.
-	// Attaching it again is a no-op, except that its bmcs replace the earlier
-	// ones and that new members or credentials replace the earlier ones (the
-	// cluster's hosts changed, or a password was rotated; one member at least
-	// must stay, and new members leaving out the pool's master are
+	// Attaching it again is a no-op, except that, for a pool attached through
+	// AttachPool (not one from the bridge's configuration), its bmcs replace
+	// the earlier ones and new members or credentials replace the earlier
+	// ones (the cluster's hosts changed, or a password was rotated; one member
+	// at least must stay, and new members leaving out the pool's master are
 	// FAILED_PRECONDITION). Any other change under a taken name is
 	// ALREADY_EXISTS: detach first.
 	AttachPool(context.Context, *AttachPoolRequest) (*AttachPoolResponse, error)
