@@ -97,19 +97,12 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
         } catch (XenHaBridgeException e) {
             // A cluster not known here and a bridge that cannot be asked: the
             // pool may be the bridge's (its configuration, or attached through
-            // another management server), so with auto-attach on, where every
-            // XenServer cluster is meant to be the bridge's, nobody fences it
-            // now (two captains is worse; CloudStack asks again). Without
-            // auto-attach only the bridge's configured pools are its own.
-            if (bridge().settings().autoAttach()) {
-                LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): not fenced, to keep one "
-                        + "captain per pool; CloudStack will ask again. Check that xenha-bridge serve runs and answers at {}",
-                        Hosts.describe(host), e.getMessage(), bridge().client().config().target());
-                return false;
-            }
-            LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): the stock {} decides",
-                    Hosts.describe(host), e.getMessage(), StockFencerHandover.STOCK_NAME);
-            return stock(vm, host);
+            // another management server), so nobody fences it now: two
+            // captains is worse, and CloudStack asks again.
+            LOG.error("xenha-bridge: cannot ask the bridge whether it controls the cluster of {} ({}): not fenced, to keep one "
+                    + "captain per pool; CloudStack will ask again. Check that xenha-bridge serve runs and answers at {}",
+                    Hosts.describe(host), e.getMessage(), bridge().client().config().target());
+            return false;
         }
         if (!pool.isPresent()) {
             LOG.debug("xenha-bridge: {} is in no pool the bridge has: the stock fencer decides", Hosts.describe(host));

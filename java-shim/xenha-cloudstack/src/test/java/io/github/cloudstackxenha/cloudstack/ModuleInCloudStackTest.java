@@ -353,7 +353,17 @@ class ModuleInCloudStackTest {
 
     @Test
     void aClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFencedByAnyone() throws Exception {
-        config("");
+        aClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFenced("");
+    }
+
+    @Test
+    void withoutAutoAttachAClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFencedByAnyone() throws Exception {
+        // The pool may be one of the bridge's configured pools: the stock fencer beside it would be a second captain.
+        aClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFenced("xenha.clusters.auto_attach=false\n");
+    }
+
+    private void aClusterNotKnownWhileTheBridgeCannotBeAskedIsNotFenced(String settings) throws Exception {
+        config(settings);
         cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
         io.grpc.StatusRuntimeException down = io.grpc.Status.UNAVAILABLE.withDescription("down").asRuntimeException();
         bridge.service().failNext("ListPools", down, down, down, down, down, down, down, down);
