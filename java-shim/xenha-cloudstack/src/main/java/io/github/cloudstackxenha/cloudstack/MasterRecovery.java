@@ -107,7 +107,9 @@ public final class MasterRecovery implements AutoCloseable {
         try {
             mode = bridge.client().haMode(pool);
         } catch (XenHaBridgeException e) {
-            LOG.warn("xenha-bridge: pool {}: master lost, but the bridge cannot be asked: {}", pool, e.getMessage());
+            if (firstTime(pool, "unreachable: " + e.code())) {
+                LOG.warn("xenha-bridge: pool {}: master lost, but the bridge cannot be asked: {}", pool, e.getMessage());
+            }
             return false;
         }
         if (mode.getMaster().getReachable()) {
@@ -116,8 +118,10 @@ public final class MasterRecovery implements AutoCloseable {
             return true;
         }
         if (mode.getController() != Controller.CONTROLLER_CLOUDSTACK && mode.getController() != Controller.CONTROLLER_XENHA) {
-            LOG.error("xenha-bridge: pool {}: master lost and nobody may elect one ({}, policy {}); see the bridge's warnings: "
-                    + "xenha-bridge status", pool, mode.getController(), mode.getPolicy());
+            if (firstTime(pool, "controller: " + mode.getController())) {
+                LOG.error("xenha-bridge: pool {}: master lost and nobody may elect one ({}, policy {}); see the bridge's warnings: "
+                        + "xenha-bridge status", pool, mode.getController(), mode.getPolicy());
+            }
             return false;
         }
         ElectMasterRequest request = ElectMasterRequest.newBuilder().setPool(pool)
@@ -131,11 +135,7 @@ public final class MasterRecovery implements AutoCloseable {
                 LOG.info("xenha-bridge: pool {} changed meanwhile ({}): reading it again", pool, e.getMessage());
                 return recover(pool, true);
             }
-            String why = e.code() + ": " + e.reason();
-            if (why.equals(lastRefusal.put(pool, why))) {
-                LOG.debug("xenha-bridge: pool {}: election still not done ({}); asking again in {}", pool, why,
-                        bridge.settings().masterRetry());
-            } else {
+            if (firstTime(pool, e.code() + ": " + e.reason())) {
                 LOG.warn("xenha-bridge: pool {}: election not done: {}; asking again every {} while the master stays lost. "
                         + "Trace: {}", pool, e.getMessage(), Durations.format(bridge.settings().masterRetry()), e.violations());
             }
@@ -146,6 +146,20 @@ public final class MasterRecovery implements AutoCloseable {
                 + "HOST_IS_SLAVE redirect. Trace: {}", pool, r.getMaster().getName(), r.getMaster().getAddress(), r.getElectedBy(),
                 r.getEpoch(), r.getTraceList().stream().map(XenHaBridgeFenceBuilder::step).collect(Collectors.joining("; ")));
         return !r.getMaster().getAddress().isEmpty();
+    }
+
+    /**
+     * Whether {@code why} differs from the last outcome recorded for
+     * {@code pool} (it becomes the last): a repeat, every retry interval for
+     * as long as the master stays lost, is logged at DEBUG only.
+     */
+    private boolean firstTime(String pool, String why) {
+        if (why.equals(lastRefusal.put(pool, why))) {
+            LOG.debug("xenha-bridge: pool {}: master still lost ({}); asking again in {}", pool, why,
+                    Durations.format(bridge.settings().masterRetry()));
+            return false;
+        }
+        return true;
     }
 
     @Override

@@ -271,8 +271,12 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             // A pool the bridge has under another name (its own configuration,
             // with the BMCs it fences with) is followed as it is: one XenServer
             // pool is never two bridge pools.
+            // One this server attached (under the cluster's old name, if it was
+            // renamed since) is attached again as it is named: its members
+            // and credentials follow.
             java.util.Optional<String> known = bridge.pools().poolWithMember(addresses);
-            if (known.isPresent() && !known.get().equals(name) && !known.get().equals(name + "-" + clusterId)) {
+            if (known.isPresent() && !known.get().equals(name) && !known.get().equals(name + "-" + clusterId)
+                    && !bridge.pools().attachedHere(known.get())) {
                 bridge.poolAttacher().adoptCluster(clusterId, known.get());
                 return true;
             }

@@ -61,6 +61,7 @@ class ModuleInCloudStackTest {
     private final Host other = Fakes.xen(9, "0566c74d-1003-4c4d-bbbb-0407d1e2c640", "10.9.9.9", 4);
     private CloudStackModel cs;
     private final Map<Object, OutOfBandManagement> oobm = new HashMap<>();
+    private final Map<Object, String> clusterNames = new HashMap<>();
 
     @BeforeEach
     void setUp() throws Exception {
@@ -106,7 +107,7 @@ class ModuleInCloudStackTest {
                 (p, m, a) -> m.getName().equals("findById") ? new ClusterVO() {
                     @Override
                     public String getName() {
-                        return "Cluster " + a[0];
+                        return clusterNames.getOrDefault(a[0], "Cluster " + a[0]);
                     }
                 } : m.getName().equals("toString") ? "ClusterDao" : null));
         return beans;
@@ -236,6 +237,19 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("the pool detached", () -> !bridge.service().hasPool("Cluster-3"));
         XenHaBridgeContext ctx = cs.beans(XenHaBridgeContext.class).get(0);
         PoolAttacherTest.await("the cluster forgotten", () -> !ctx.pools().poolOfCluster(3).isPresent());
+    }
+
+    @Test
+    void aRenamedClustersPoolStillFollowsItsHosts() throws Exception {
+        clusterThreeHandedOver("", 100);
+        clusterNames.put(3L, "Renamed");
+        Host added = Fakes.xen(7, "2566c74d-1003-4c4d-bbbb-0407d1e2c642", "10.0.0.13", 3);
+        hostsByCluster.put(3L, List.of(attached, hostsByCluster.get(3L).get(1), added));
+        connect(added);
+        PoolAttacherTest.await("the added host handed over", () -> lastAttachedMembers().contains("https://10.0.0.13"));
+        List<AttachPoolRequest> r = bridge.service().attachRequests;
+        assertEquals("Cluster-3", r.get(r.size() - 1).getName(), "the pool this server attached, under its name");
+        assertFalse(bridge.service().hasPool("Renamed"));
     }
 
     @Test
@@ -398,6 +412,27 @@ class ModuleInCloudStackTest {
         PoolAttacherTest.await("an election asked for", () -> !bridge.service().electRequests.isEmpty());
         assertEquals("cloudstack-master-lost-Cluster-3-7", bridge.service().electRequests.get(0).getRequestId());
         assertEquals(7, bridge.service().electRequests.get(0).getExpectedEpoch());
+    }
+
+    @Test
+    void aLostMasterNobodyMayReplaceIsReportedOnceNotEveryRetry() throws Exception {
+        config("xenha.master.retry_interval=1s\n");
+        // The master is lost when the watch starts; then nobody may act on the pool (its policy changed to
+        // observe, say): every retry finds the same.
+        java.util.concurrent.atomic.AtomicInteger asked = new java.util.concurrent.atomic.AtomicInteger();
+        bridge.service().onHaMode(r -> bridge.service().defaultHaMode(r.getPool()).toBuilder()
+                .setController(asked.getAndIncrement() == 0 ? cloudstack.xenha.v1.Xenha.Controller.CONTROLLER_CLOUDSTACK
+                        : cloudstack.xenha.v1.Xenha.Controller.CONTROLLER_NONE)
+                .setMaster(cloudstack.xenha.v1.Xenha.Master.newBuilder().setName("xs-5").setUuid(UUID0).setAddress("10.0.0.11")
+                        .setReachable(false)).build());
+        try (LogCapture log = LogCapture.of(MasterRecovery.class)) {
+            cs = CloudStackModel.withDefaults(cloudStackBeans()).load(getClass().getClassLoader());
+            connect(attached);
+            PoolAttacherTest.await("asked three times", () -> bridge.service().count("HAMode") >= 4);
+            Thread.sleep(1500); // one more retry at least
+            assertEquals(1, log.lines().stream().filter(l -> l.contains("nobody may elect")).count(), log.all());
+        }
+        assertTrue(bridge.service().electRequests.isEmpty());
     }
 
     @Test
