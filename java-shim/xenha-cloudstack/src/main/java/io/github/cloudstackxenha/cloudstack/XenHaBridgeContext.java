@@ -112,8 +112,7 @@ public class XenHaBridgeContext implements AutoCloseable {
         }
         XenHaBridgeContext first = CURRENT.get();
         if (first != null && first != this) {
-            fail("another copy of the module is active (" + first.module() + "): this copy (" + module
-                    + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
+            anotherCopyActive(first);
             return;
         }
         Path path = configPath();
@@ -142,8 +141,7 @@ public class XenHaBridgeContext implements AutoCloseable {
         if (!CURRENT.compareAndSet(null, this)) {
             client.close();
             client = null;
-            fail("another copy of the module is active (" + CURRENT.get().module() + "): this copy (" + module
-                    + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
+            anotherCopyActive(CURRENT.get());
             return;
         }
         pools = new PoolDirectory(client);
@@ -229,6 +227,11 @@ public class XenHaBridgeContext implements AutoCloseable {
     }
 
     /** What asks for an election when an attached pool's master is lost. */
+    private void anotherCopyActive(XenHaBridgeContext first) {
+        fail("another copy of the module is active (" + first.module() + "): this copy (" + module
+                + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
+    }
+
     public MasterRecovery masterRecovery() {
         requireStarted();
         return recovery;

@@ -24,8 +24,9 @@ import io.grpc.Status;
  * when the last known one dies), the credentials CloudStack was given, and
  * the policy, storage timeout and XAPI TLS of the configuration.
  *
- * <p>{@link XenServerClusterSync} calls {@link #attachCluster} when a
- * cluster's host connects, from CloudStack's records; other code may too
+ * <p>{@link XenServerClusterSync} attaches a cluster when its hosts
+ * connect, from CloudStack's records; other code may call
+ * {@link #attachCluster} too
  * (through {@code XenHaBridgeContext.current()}). Attaching the same pool
  * again is a no-op on the bridge (its BMCs are replaced); with other
  * members or credentials the bridge takes them, keeping what it knew. The pool is named
