@@ -58,7 +58,11 @@ public final class PoolDirectory {
      * @throws XenHaBridgeException when the bridge cannot be asked
      */
     Optional<String> poolWithMember(java.util.Collection<String> addresses) {
-        for (PoolSummary p : client.listPools()) {
+        return poolWithMember(addresses, client.listPools());
+    }
+
+    private static Optional<String> poolWithMember(java.util.Collection<String> addresses, java.util.List<PoolSummary> pools) {
+        for (PoolSummary p : pools) {
             for (String member : p.getMembersList()) {
                 if (addresses.contains(Hosts.hostOfUrl(member))) {
                     return Optional.of(p.getName());
@@ -136,12 +140,9 @@ public final class PoolDirectory {
     private Optional<String> lookUp(Host host) {
         String ip = host.getPrivateIpAddress();
         java.util.List<PoolSummary> pools = client.listPools();
-        for (PoolSummary p : pools) {
-            for (String member : p.getMembersList()) {
-                if (ip != null && ip.equals(Hosts.hostOfUrl(member))) {
-                    return Optional.of(p.getName());
-                }
-            }
+        Optional<String> byAddress = ip == null ? Optional.empty() : poolWithMember(java.util.List.of(ip), pools);
+        if (byAddress.isPresent()) {
+            return byAddress;
         }
         if (Hosts.xenUuid(host).isPresent()) {
             for (PoolSummary p : pools) {

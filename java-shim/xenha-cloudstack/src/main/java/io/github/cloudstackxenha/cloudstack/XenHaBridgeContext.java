@@ -218,20 +218,24 @@ public class XenHaBridgeContext implements AutoCloseable {
         this.clusterResync = resync;
     }
 
-    /** Hands cluster {@code clusterId} over anew (the bridge lost its pool), when clusters are synced here. */
+    /**
+     * The bridge lost cluster {@code clusterId}'s pool: forgotten here, and
+     * handed over anew when clusters are synced here.
+     */
     void resyncCluster(long clusterId) {
+        poolAttacher().forgetCluster(clusterId);
         java.util.function.LongConsumer r = clusterResync;
         if (r != null) {
             r.accept(clusterId);
         }
     }
 
-    /** What asks for an election when an attached pool's master is lost. */
     private void anotherCopyActive(XenHaBridgeContext first) {
         fail("another copy of the module is active (" + first.module() + "): this copy (" + module
                 + ") stays inactive. Keep exactly one xenha-cloudstack-bundle jar in the management server's lib/ and restart");
     }
 
+    /** What asks for an election when an attached pool's master is lost. */
     public MasterRecovery masterRecovery() {
         requireStarted();
         return recovery;

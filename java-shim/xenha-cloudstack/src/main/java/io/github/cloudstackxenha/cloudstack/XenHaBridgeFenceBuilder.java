@@ -163,7 +163,6 @@ public class XenHaBridgeFenceBuilder extends XenHaAdapterBase implements FenceBu
                     // next time).
                     LOG.error("xenha-bridge: the bridge no longer has pool {} of {}: not fenced now; CloudStack will ask again",
                             pool, Hosts.describe(host));
-                    bridge().poolAttacher().forgetCluster(host.getClusterId());
                     bridge().resyncCluster(host.getClusterId());
                     return Attempt.FAILED;
                 }

@@ -153,10 +153,7 @@ public class XenServerClusterSync implements Listener, ApplicationContextAware {
             return;
         }
         agentManager.registerForHostEvents(this, true, false, false);
-        bridge.setClusterResync(cluster -> {
-            bridge.poolAttacher().forgetCluster(cluster);
-            sync(cluster, true);
-        });
+        bridge.setClusterResync(cluster -> sync(cluster, true));
         long every = bridge.settings().resyncInterval().toNanos();
         if (every > 0) {
             // Changes this server hears nothing of: hosts added or removed
