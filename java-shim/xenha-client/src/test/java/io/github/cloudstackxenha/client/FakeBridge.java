@@ -425,7 +425,8 @@ public final class FakeBridge implements AutoCloseable {
 
         private PoolSummary summary(AttachPoolRequest p) {
             return PoolSummary.newBuilder().setName(p.getName()).setPoolUuid("pool-uuid-" + p.getName())
-                    .addAllMembers(p.getMembersList()).setPolicy(p.getPolicy())
+                    .addAllMembers(p.getMembersList()).setPolicy(p.getPolicy()).setObserved(true)
+                    .setController(policy(p) == Policy.POLICY_OBSERVE ? Controller.CONTROLLER_NONE : Controller.CONTROLLER_CLOUDSTACK)
                     .setSource(configured.contains(p.getName()) ? "config" : "api").build();
         }
 

@@ -11,6 +11,7 @@ import org.apache.logging.log4j.Logger;
 import com.google.protobuf.Duration;
 
 import cloudstack.xenha.v1.Xenha.AttachPoolRequest;
+import cloudstack.xenha.v1.Xenha.Controller;
 import cloudstack.xenha.v1.Xenha.AttachPoolResponse;
 import cloudstack.xenha.v1.Xenha.HostBMC;
 import cloudstack.xenha.v1.Xenha.PoolSummary;
@@ -98,6 +99,13 @@ public class XenServerPoolAttacher {
         LOG.info("xenha-bridge: cluster {} {} as pool {} ({}, {} member(s), controller {})", clusterId,
                 r.getCreated() ? "attached" : "was already attached", request.getName(), r.getPool().getPoolUuid(),
                 members.size(), r.getPool().getController());
+        if (r.getPool().getObserved() && r.getPool().getController() == Controller.CONTROLLER_NONE) {
+            // The bridge has the pool, so the stock fencer is not asked, and
+            // the bridge may not act: its hosts' VMs have no HA until this changes.
+            LOG.error("xenha-bridge: cluster {} (pool {}): nobody may fence its hosts or replace its master (controller none, "
+                    + "policy {}): its VMs have no HA. Use policy auto ({}), or enable XenHA if the policy requires it; "
+                    + "see xenha-bridge status", clusterId, request.getName(), r.getPool().getPolicy(), ShimSettings.Keys.POOL_POLICY);
+        }
         watch(request.getName());
         return r.getPool();
     }

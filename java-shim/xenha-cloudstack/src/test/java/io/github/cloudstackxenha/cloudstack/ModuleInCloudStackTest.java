@@ -240,6 +240,15 @@ class ModuleInCloudStackTest {
     }
 
     @Test
+    void aPolicyThatLetsNobodyActSaysAtErrorThatTheClusterHasNoHA() throws Exception {
+        try (LogCapture log = LogCapture.of(XenServerPoolAttacher.class)) {
+            clusterThreeHandedOver("xenha.pool.policy=observe\n", 100);
+            PoolAttacherTest.await("the ERROR", () -> log.all().contains("its VMs have no HA"));
+            assertTrue(log.lines().stream().anyMatch(l -> l.startsWith("ERROR") && l.contains("Cluster-3")), log.all());
+        }
+    }
+
+    @Test
     void aRenamedClustersPoolStillFollowsItsHosts() throws Exception {
         clusterThreeHandedOver("", 100);
         clusterNames.put(3L, "Renamed");
